@@ -1,0 +1,89 @@
+"""Status conditions keyed by type, as Kubernetes API conventions describe them.
+
+``lastTransitionTime`` moves only when a condition's status flips, so re-asserting the same
+condition is free: it produces an identical list and therefore no API write.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from linepool.api.types import ConditionStatus, ConditionType, Reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    type: ConditionType
+    status: ConditionStatus
+    reason: Reason
+    message: str
+
+    @property
+    def is_true(self) -> bool:
+        return self.status is ConditionStatus.TRUE
+
+
+def condition(type_: ConditionType, ok: bool, reason: Reason, message: str) -> Condition:
+    """Build a condition from a boolean, the common case."""
+    status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
+    return Condition(type=type_, status=status, reason=reason, message=message)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, at whole seconds, as Kubernetes writes times."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> datetime | None:
+    """Read an RFC 3339 time written by us or by the API server; None when absent or bad."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def merge_conditions(
+    *,
+    previous: Sequence[Mapping[str, Any]] | None,
+    current: Iterable[Condition],
+    now: datetime,
+    observed_generation: int | None,
+) -> list[dict[str, Any]]:
+    """Render ``current`` as a status list, keeping transition times of unflipped conditions.
+
+    Conditions of other types found in ``previous`` are kept as they are: another writer (or a
+    newer operator) may own them.
+    """
+    old_by_type = {str(item.get("type")): item for item in previous or () if isinstance(item, Mapping)}
+    rendered: dict[str, dict[str, Any]] = {}
+    for cond in current:
+        old = old_by_type.get(cond.type.value)
+        flipped = old is None or old.get("status") != cond.status.value
+        item: dict[str, Any] = {
+            "type": cond.type.value,
+            "status": cond.status.value,
+            "reason": cond.reason.value,
+            "message": cond.message,
+            "lastTransitionTime": format_time(now) if flipped or old is None
+            else old.get("lastTransitionTime", format_time(now)),
+        }
+        if observed_generation is not None:
+            item["observedGeneration"] = observed_generation
+        rendered[cond.type.value] = item
+    kept = [dict(old) for type_, old in old_by_type.items() if type_ not in rendered]
+    return sorted([*rendered.values(), *kept], key=lambda item: str(item["type"]))
+
+
+def find_condition(conditions: Any, type_: ConditionType) -> Mapping[str, Any] | None:
+    """The raw condition of ``type_`` in a status list, if present."""
+    if not isinstance(conditions, list):
+        return None
+    for item in conditions:
+        if isinstance(item, Mapping) and item.get("type") == type_.value:
+            return item
+    return None

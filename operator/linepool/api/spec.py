@@ -1,0 +1,342 @@
+"""Typed LinePool and MessagingServer specs, parsed and validated from raw objects.
+
+The CRD schema and its CEL rules reject most bad input before it is stored. This module is
+the second line: it applies the same defaults (an old CRD, or an API server that skipped
+defaulting, must not change behaviour) and checks what a schema cannot, such as the IANA
+time zone database. Every failure is a :class:`SpecError` naming the field.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from linepool.api.durations import parse_duration
+from linepool.api.errors import SpecError
+from linepool.api.types import LineRole, QuotaWindow, ScalingMode
+
+LINE_ID = re.compile(r"^(\+[1-9][0-9]{6,14}|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+HTTP_URL = re.compile(r"^https?://[^\s/]+(/.*)?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MIN_POLL_INTERVAL = timedelta(seconds=1)
+MAX_SERVER_LINES = 100
+
+E = TypeVar("E", QuotaWindow, ScalingMode, LineRole)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quotas:
+    messages_per_server_per_day: int = 5000
+    new_conversations_per_line_per_day: int = 50
+    window: QuotaWindow = QuotaWindow.ROLLING_24H
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assignment:
+    stop_at: float = 0.75
+    resume_at: float = 0.65
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerTemplate:
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scaling:
+    mode: ScalingMode = ScalingMode.AUTO
+    scale_up_at: float = 0.75
+    min_servers: int = 1
+    max_servers: int = 10
+    cooldown: timedelta = timedelta(minutes=15)
+    lines_per_server: int = 4
+    server_template: ServerTemplate = field(default_factory=ServerTemplate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryTemplates:
+    """PromQL templates; ``{{servers}}`` is a regex of server names, ``{{window}}`` a range."""
+
+    sent_in_window: str = (
+        'sum by (server, line) (increase(imessage_messages_sent_total{server=~"{{servers}}"}[{{window}}]))'
+    )
+    new_conversations_in_window: str = (
+        "sum by (server, line) "
+        '(increase(imessage_new_conversations_total{server=~"{{servers}}"}[{{window}}]))'
+    )
+    line_state: str = 'max by (server, line, state) (imessage_line_state{server=~"{{servers}}"}) == 1'
+    activity: str = (
+        "sum by (server, line) "
+        '({__name__=~"imessage_messages_(sent|received)_total", server=~"{{servers}}"})'
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metrics:
+    prometheus_url: str
+    poll_interval: timedelta = timedelta(seconds=30)
+    stale_after: timedelta = timedelta(minutes=5)
+    queries: QueryTemplates = field(default_factory=QueryTemplates)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSpec:
+    quotas: Quotas
+    assignment: Assignment
+    scaling: Scaling
+    inventory: tuple[str, ...]
+    metrics: Metrics
+
+
+@dataclass(frozen=True, kw_only=True)
+class Line:
+    id: str
+    role: LineRole = LineRole.PRIMARY
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSpec:
+    pool: str
+    endpoint: str
+    credentials: SecretRef | None
+    daily_message_quota: int | None
+    cordoned: bool
+    lines: tuple[Line, ...]
+
+
+# --- small typed readers: each names the field it reads -------------------------------------
+
+
+def _section(raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{path}.{key}", "must be an object")
+    return value
+
+
+def _int(raw: Mapping[str, Any], key: str, path: str, *, default: int, low: int, high: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{path}.{key}", f"must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise SpecError(f"{path}.{key}", f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def _fraction(raw: Mapping[str, Any], key: str, path: str, *, default: float, low: float, high: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{path}.{key}", f"must be a number, not {value!r}")
+    if not low <= float(value) <= high:
+        raise SpecError(f"{path}.{key}", f"must be between {low} and {high}, not {value}")
+    return float(value)
+
+
+def _duration(raw: Mapping[str, Any], key: str, path: str, *, default: str, minimum: timedelta) -> timedelta:
+    text = raw.get(key, default)
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise SpecError(f"{path}.{key}", str(exc)) from None
+    if value < minimum:
+        raise SpecError(f"{path}.{key}", f"must be at least {minimum.total_seconds():g}s, not {text!r}")
+    return value
+
+
+def _enum(
+    raw: Mapping[str, Any], key: str, path: str, *, kind: type[E], default: E
+) -> E:
+    value = raw.get(key, default.value)
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise SpecError(f"{path}.{key}", f"must be one of {allowed}, not {value!r}") from None
+
+
+def _url(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not HTTP_URL.match(value):
+        raise SpecError(path, f"must be an http:// or https:// URL, not {value!r}")
+    return value
+
+
+def _line_id(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not LINE_ID.match(value):
+        raise SpecError(path, f"{value!r} is neither an E.164 number (+14155550100) nor an Apple ID email")
+    return value
+
+
+def _string_map(raw: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise SpecError(f"{path}.{key}", "must map strings to strings")
+    return dict(value)
+
+
+def _timezone(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SpecError(path, "must be an IANA time zone name such as America/New_York")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SpecError(path, f"{value!r} is not a time zone in the IANA database") from None
+    return value
+
+
+# --- the parsers -------------------------------------------------------------------------------
+
+
+def parse_pool_spec(spec: Mapping[str, Any]) -> PoolSpec:
+    """Validate a LinePool spec and return it typed, with defaults applied."""
+    quotas_raw = _section(spec, "quotas", "spec")
+    quotas = Quotas(
+        messages_per_server_per_day=_int(
+            quotas_raw, "messagesPerServerPerDay", "spec.quotas", default=5000, low=1, high=10**9
+        ),
+        new_conversations_per_line_per_day=_int(
+            quotas_raw, "newConversationsPerLinePerDay", "spec.quotas", default=50, low=1, high=10**9
+        ),
+        window=_enum(quotas_raw, "window", "spec.quotas", kind=QuotaWindow, default=QuotaWindow.ROLLING_24H),
+        timezone=_timezone(quotas_raw.get("timezone", "UTC"), "spec.quotas.timezone"),
+    )
+
+    assignment_raw = _section(spec, "assignment", "spec")
+    stop_at = _fraction(assignment_raw, "stopAt", "spec.assignment", default=0.75, low=0.5, high=0.95)
+    resume_at = _fraction(
+        assignment_raw, "resumeAt", "spec.assignment", default=round(stop_at - 0.10, 4), low=0.0, high=0.95
+    )
+    if resume_at >= stop_at:
+        raise SpecError("spec.assignment.resumeAt", f"must be below stopAt ({stop_at:g}), not {resume_at:g}")
+
+    scaling = _parse_scaling(_section(spec, "scaling", "spec"))
+
+    inventory_raw = spec.get("inventory") or []
+    if not isinstance(inventory_raw, list):
+        raise SpecError("spec.inventory", "must be a list of line ids")
+    inventory = tuple(_line_id(item, f"spec.inventory[{i}]") for i, item in enumerate(inventory_raw))
+    _reject_duplicates(inventory, "spec.inventory")
+
+    metrics_raw = _section(spec, "metrics", "spec")
+    if "prometheusURL" not in metrics_raw:
+        raise SpecError("spec.metrics.prometheusURL", "is required")
+    metrics = Metrics(
+        prometheus_url=_url(metrics_raw["prometheusURL"], "spec.metrics.prometheusURL"),
+        poll_interval=_duration(
+            metrics_raw, "pollInterval", "spec.metrics", default="30s", minimum=MIN_POLL_INTERVAL
+        ),
+        stale_after=_duration(
+            metrics_raw, "staleAfter", "spec.metrics", default="5m", minimum=MIN_POLL_INTERVAL
+        ),
+        queries=_parse_queries(_section(metrics_raw, "queries", "spec.metrics")),
+    )
+    return PoolSpec(
+        quotas=quotas, assignment=Assignment(stop_at=stop_at, resume_at=resume_at),
+        scaling=scaling, inventory=inventory, metrics=metrics,
+    )
+
+
+def _parse_scaling(raw: Mapping[str, Any]) -> Scaling:
+    path = "spec.scaling"
+    min_servers = _int(raw, "minServers", path, default=1, low=0, high=1000)
+    max_servers = _int(raw, "maxServers", path, default=10, low=1, high=1000)
+    if min_servers > max_servers:
+        raise SpecError(f"{path}.minServers", f"must not exceed maxServers ({max_servers}), not {min_servers}")
+    template_raw = _section(raw, "serverTemplate", path)
+    template_meta = _section(template_raw, "metadata", f"{path}.serverTemplate")
+    template_spec = dict(_section(template_raw, "spec", f"{path}.serverTemplate"))
+    if "endpoint" in template_spec:
+        _url(template_spec["endpoint"], f"{path}.serverTemplate.spec.endpoint")
+    if "lines" in template_spec or "pool" in template_spec:
+        raise SpecError(f"{path}.serverTemplate.spec", "must not set lines or pool; the operator fills them")
+    return Scaling(
+        mode=_enum(raw, "mode", path, kind=ScalingMode, default=ScalingMode.AUTO),
+        scale_up_at=_fraction(raw, "scaleUpAt", path, default=0.75, low=0.5, high=0.95),
+        min_servers=min_servers,
+        max_servers=max_servers,
+        cooldown=_duration(raw, "cooldown", path, default="15m", minimum=timedelta(0)),
+        lines_per_server=_int(raw, "linesPerServer", path, default=4, low=1, high=MAX_SERVER_LINES),
+        server_template=ServerTemplate(
+            labels=_string_map(template_meta, "labels", f"{path}.serverTemplate.metadata"),
+            annotations=_string_map(template_meta, "annotations", f"{path}.serverTemplate.metadata"),
+            spec=template_spec,
+        ),
+    )
+
+
+def _parse_queries(raw: Mapping[str, Any]) -> QueryTemplates:
+    defaults = QueryTemplates()
+    overrides: dict[str, str] = {}
+    for key, attr in (
+        ("sentInWindow", "sent_in_window"),
+        ("newConversationsInWindow", "new_conversations_in_window"),
+        ("lineState", "line_state"),
+        ("activity", "activity"),
+    ):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, str) or not value.strip():
+                raise SpecError(f"spec.metrics.queries.{key}", "must be a non-empty PromQL template")
+            overrides[attr] = value
+    return QueryTemplates(**{**defaults.__dict__, **overrides})
+
+
+def _reject_duplicates(ids: tuple[str, ...], path: str) -> None:
+    seen: set[str] = set()
+    for index, line_id in enumerate(ids):
+        if line_id in seen:
+            raise SpecError(f"{path}[{index}]", f"line {line_id} is listed twice")
+        seen.add(line_id)
+
+
+def parse_server_spec(spec: Mapping[str, Any]) -> ServerSpec:
+    """Validate a MessagingServer spec and return it typed, with defaults applied."""
+    pool = spec.get("pool")
+    if not isinstance(pool, str) or not DNS_LABEL.match(pool):
+        raise SpecError("spec.pool", f"must name a LinePool (a DNS label), not {pool!r}")
+    endpoint = _url(spec.get("endpoint"), "spec.endpoint")
+    credentials = None
+    ref = spec.get("credentialsSecretRef")
+    if ref is not None:
+        if not isinstance(ref, Mapping) or not ref.get("name") or not ref.get("key"):
+            raise SpecError("spec.credentialsSecretRef", "needs both name and key")
+        credentials = SecretRef(name=str(ref["name"]), key=str(ref["key"]))
+    quota = spec.get("dailyMessageQuota")
+    if quota is not None:
+        quota = _int(spec, "dailyMessageQuota", "spec", default=0, low=1, high=10**9)
+    cordoned = spec.get("cordoned", False)
+    if not isinstance(cordoned, bool):
+        raise SpecError("spec.cordoned", f"must be true or false, not {cordoned!r}")
+    lines_raw = spec.get("lines") or []
+    if not isinstance(lines_raw, list):
+        raise SpecError("spec.lines", "must be a list")
+    if len(lines_raw) > MAX_SERVER_LINES:
+        raise SpecError("spec.lines", f"holds at most {MAX_SERVER_LINES} lines, not {len(lines_raw)}")
+    lines = []
+    for index, item in enumerate(lines_raw):
+        path = f"spec.lines[{index}]"
+        if not isinstance(item, Mapping):
+            raise SpecError(path, "must be an object with id and role")
+        lines.append(Line(
+            id=_line_id(item.get("id"), f"{path}.id"),
+            role=_enum(item, "role", path, kind=LineRole, default=LineRole.PRIMARY),
+        ))
+    _reject_duplicates(tuple(line.id for line in lines), "spec.lines")
+    return ServerSpec(
+        pool=pool, endpoint=endpoint, credentials=credentials, daily_message_quota=quota,
+        cordoned=cordoned, lines=tuple(lines),
+    )

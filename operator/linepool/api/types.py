@@ -1,0 +1,91 @@
+"""Enumerations of the API: modes, phases, line states, condition types and reasons.
+
+They are ``str`` enums so that they serialise as the exact strings the CRD schema allows.
+"""
+
+from enum import StrEnum
+
+
+class QuotaWindow(StrEnum):
+    ROLLING_24H = "Rolling24h"
+    CALENDAR_DAY = "CalendarDay"
+
+
+class ScalingMode(StrEnum):
+    AUTO = "Auto"
+    DRY_RUN = "DryRun"
+    OFF = "Off"
+
+
+class LineRole(StrEnum):
+    PRIMARY = "Primary"
+    FALLBACK = "Fallback"
+
+
+class ServerPhase(StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    SATURATED = "Saturated"
+    CORDONED = "Cordoned"
+    UNKNOWN = "Unknown"
+
+
+class LineState(StrEnum):
+    ACTIVE = "Active"
+    IDLE = "Idle"
+    FLAGGED = "Flagged"
+    DEACTIVATED = "Deactivated"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    ASSIGNABLE = "Assignable"
+    METRICS_AVAILABLE = "MetricsAvailable"
+    SCALING_LIMITED = "ScalingLimited"
+    INVALID_SPEC = "InvalidSpec"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons, shared by conditions and events."""
+
+    # Assignment.
+    BELOW_STOP_AT = "BelowStopAt"
+    SERVER_SATURATED = "ServerSaturated"
+    ASSIGNMENT_RESUMED = "AssignmentResumed"
+    SERVER_CORDONED = "ServerCordoned"
+    SERVER_UNCORDONED = "ServerUncordoned"
+    NO_SERIES_YET = "NoSeriesYet"
+    # Metrics.
+    METRICS_OK = "MetricsOK"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    METRICS_STALE = "MetricsStale"
+    METRICS_RESTORED = "MetricsRestored"
+    NO_SERIES = "NoSeries"
+    # Scaling.
+    SCALED_UP = "ScaledUp"
+    SCALE_UP_BLOCKED = "ScaleUpBlocked"
+    SCALE_UP_RECOMMENDED = "ScaleUpRecommended"
+    AT_MAX_SERVERS = "AtMaxServers"
+    INVENTORY_EXHAUSTED = "InventoryExhausted"
+    WITHIN_LIMITS = "WithinLimits"
+    # Spec.
+    SPEC_VALID = "SpecValid"
+    INVALID_SPEC = "InvalidSpec"
+    POOL_NOT_FOUND = "PoolNotFound"
+    LINE_CONFLICT = "LineConflict"
+    # Readiness.
+    RECONCILED = "Reconciled"
+    PAUSED = "Paused"
+    NO_ASSIGNABLE_LINES = "NoAssignableLines"
+
+
+class RecommendedAction(StrEnum):
+    NONE = "None"
+    SCALE_UP = "ScaleUp"
+    BLOCKED = "Blocked"

@@ -1,0 +1,80 @@
+"""The ``linepool`` command: ``linepool run`` starts the operator, ``linepool version`` prints it."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from linepool import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linepool",
+        description="Keeps pools of iMessage lines healthy and within their quotas (a Kubernetes operator).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("version", help="print the version and exit")
+    run = commands.add_parser(
+        "run", help="run the operator",
+        description="Run the operator. It reads the cluster like kubectl: in-cluster config, else KUBECONFIG.",
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="watch this namespace (repeatable; globs like 'team-*' work)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch every namespace (the default when no --namespace is given)")
+    run.add_argument("--standalone", action="store_true",
+                     help="do not use peering: for a single replica, or for development")
+    run.add_argument("--peering", default="linepool-operator", metavar="NAME",
+                     help="peering object shared by replicas, so that only one acts (default: %(default)s)")
+    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--liveness", metavar="URL",
+                     help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve the operator's Prometheus metrics on this port")
+    run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR",
+                     help="address for the metrics port (default: %(default)s)")
+    run.add_argument("--log-format", choices=["plain", "full", "json"], default="full",
+                     help="log line format (default: %(default)s)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `linepool --help` and `linepool version` stay instant.
+    import kopf
+    from prometheus_client import start_http_server
+
+    import linepool.handlers  # noqa: F401  (registers the handlers)
+    from linepool import telemetry  # noqa: F401  (registers the metrics)
+
+    log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
+    kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    clusterwide = args.all_namespaces or not args.namespace
+    kopf.run(
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+        priority=args.priority,
+        clusterwide=clusterwide,
+        namespaces=[] if clusterwide else args.namespace,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"linepool-operator {__version__}")
+        return 0
+    if args.command == "run":
+        return run(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

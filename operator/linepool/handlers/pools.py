@@ -1,0 +1,257 @@
+"""The LinePool daemon: one loop per pool that polls Prometheus and carries out decisions.
+
+Each pass observes (servers from the watch-fed index, traffic from Prometheus), decides
+(``logic.pool.decide_pool``) and acts (labels, status, events, new servers). A pass that
+changes nothing writes nothing.
+"""
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from linepool import telemetry
+from linepool.adapters.kubernetes import KubernetesError, KubernetesWriter
+from linepool.adapters.prometheus import PrometheusClient, PrometheusError, render_queries
+from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, GROUP, OPERATOR_NAME, PAUSED_ANNOTATION, POOLS, SERVERS, VERSION
+from linepool.api.conditions import condition, find_condition, format_time, merge_conditions, parse_time
+from linepool.api.errors import SpecError
+from linepool.api.spec import PoolSpec, parse_pool_spec
+from linepool.api.types import ConditionType, Reason, ScalingMode
+from linepool.logic.pool import Event, PoolDecision, PoolMemory, PoolView, ServerView, decide_pool, needs_write
+from linepool.logic.scaling import mode_allows_changes, render_server
+from linepool.logic.window import promql_range, window_length
+
+# How long an invalid pool waits before looking at its spec again (a fix also wakes it sooner,
+# because the daemon reads the live body on every pass).
+INVALID_SPEC_RETRY_SECONDS = 10.0
+
+
+@dataclass(kw_only=True)
+class PoolRuntime:
+    """What one pool's loop carries between passes."""
+
+    memory: PoolMemory = field(default_factory=PoolMemory)
+    known_servers: set[str] = field(default_factory=set)
+
+
+@kopf.daemon(GROUP, VERSION, POOLS, cancellation_timeout=10.0)
+async def run_pool(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    servers_by_namespace: kopf.Index[str, dict[str, Any]],
+    **_: Any,
+) -> None:
+    runtime = PoolRuntime()
+    try:
+        while not stopped:
+            interval = await reconcile_once(
+                body=body, name=name, namespace=namespace, memo=memo, logger=logger,
+                servers=list(servers_by_namespace.get(namespace, [])), runtime=runtime,
+            )
+            await stopped.wait(interval)
+    finally:
+        telemetry.forget_pool(namespace=namespace, pool=name, servers=sorted(runtime.known_servers))
+
+
+async def reconcile_once(
+    *,
+    body: Mapping[str, Any],
+    name: str,
+    namespace: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    servers: list[dict[str, Any]],
+    runtime: PoolRuntime,
+) -> float:
+    """One pass over a pool. Returns the seconds to wait before the next pass."""
+    started = time.perf_counter()
+    writer: KubernetesWriter = memo.kubernetes
+    prometheus: PrometheusClient = memo.prometheus
+    now = datetime.now(tz=UTC)
+    status = dict(body.get("status") or {})
+    try:
+        spec = parse_pool_spec(body.get("spec") or {})
+    except SpecError as error:
+        telemetry.RECONCILE_ERRORS.labels(namespace, name, "spec").inc()
+        await _report_invalid_pool(body=body, namespace=namespace, name=name, status=status, error=error,
+                                   writer=writer, now=now)
+        return INVALID_SPEC_RETRY_SECONDS
+
+    meta = body.get("metadata") or {}
+    paused = str((meta.get("annotations") or {}).get(PAUSED_ANNOTATION, "")).lower() == "true"
+    own = [s for s in servers if (s.get("spec") or {}).get("pool") == name]
+    foreign_lines = frozenset(
+        str(line.get("id")) for s in servers if (s.get("spec") or {}).get("pool") != name
+        for line in (s.get("spec") or {}).get("lines") or [] if isinstance(line, Mapping)
+    )
+    runtime.known_servers.update(str(s["metadata"]["name"]) for s in own)
+
+    observation, metrics_error = None, None
+    queries = render_queries(
+        templates=spec.metrics.queries, servers=[str(s["metadata"]["name"]) for s in own],
+        window=promql_range(window_length(window=spec.quotas.window, timezone=spec.quotas.timezone, now=now)),
+    )
+    try:
+        observation = await prometheus.observe(base_url=spec.metrics.prometheus_url, queries=queries, at=now)
+    except PrometheusError as error:
+        metrics_error = str(error)
+        telemetry.RECONCILE_ERRORS.labels(namespace, name, "metrics").inc()
+        logger.warning("Metrics unavailable for pool %s/%s: %s", namespace, name, error)
+    finally:
+        telemetry.PROMETHEUS_QUERIES.labels(namespace, name).inc(len(queries.all()))
+
+    pool = PoolView(name=name, namespace=namespace, uid=str(meta.get("uid") or ""),
+                    generation=meta.get("generation"), spec=spec, status=status, paused=paused)
+    decision = decide_pool(
+        pool=pool, servers=[server_view(s) for s in own], observation=observation,
+        metrics_error=metrics_error, memory=runtime.memory, now=now, foreign_lines=foreign_lines,
+    )
+    runtime.memory = decision.memory
+    try:
+        await _act(decision=decision, pool=pool, body=body, servers=own, writer=writer, now=now, logger=logger)
+    except KubernetesError as error:
+        telemetry.RECONCILE_ERRORS.labels(namespace, name, "kubernetes").inc()
+        logger.error("Could not apply decisions for pool %s/%s: %s", namespace, name, error)
+    _export(decision=decision, pool=pool)
+    telemetry.RECONCILE_DURATION.labels(namespace, name).observe(time.perf_counter() - started)
+    return spec.metrics.poll_interval.total_seconds()
+
+
+def server_view(snapshot: Mapping[str, Any]) -> ServerView:
+    meta = snapshot.get("metadata") or {}
+    return ServerView(
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid") or ""),
+        generation=meta.get("generation"),
+        created=parse_time(meta.get("creationTimestamp")),
+        created_by_operator=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION) == OPERATOR_NAME,
+        spec=snapshot.get("spec") or {},
+        status=snapshot.get("status") or {},
+        labels=meta.get("labels") or {},
+    )
+
+
+async def _act(*, decision: PoolDecision, pool: PoolView, body: Mapping[str, Any],
+               servers: list[dict[str, Any]], writer: KubernetesWriter, now: datetime,
+               logger: kopf.Logger) -> None:
+    by_name = {str(s["metadata"]["name"]): s for s in servers}
+    for outcome in decision.servers:
+        snapshot = by_name[outcome.name]
+        labels = (snapshot.get("metadata") or {}).get("labels") or {}
+        wanted = "true" if outcome.assignable else "false"
+        if labels.get(ASSIGNABLE_LABEL) != wanted:
+            await writer.patch_labels(plural=SERVERS, namespace=pool.namespace, name=outcome.name,
+                                      labels={ASSIGNABLE_LABEL: wanted})
+            _count_write(pool, "server-label")
+        if needs_write(snapshot.get("status"), outcome.status):
+            await writer.patch_status(plural=SERVERS, namespace=pool.namespace, name=outcome.name,
+                                      status=outcome.status)
+            _count_write(pool, "server-status")
+
+    pool_status = dict(decision.pool_status)
+    if decision.plan.creates:
+        if mode_allows_changes(pool.spec.scaling.mode, paused=pool.paused):
+            if await _scale_up(decision=decision, pool=pool, body=body, writer=writer, logger=logger):
+                pool_status["lastScaleTime"] = format_time(now)
+        elif pool.spec.scaling.mode is ScalingMode.DRY_RUN and not pool.paused:
+            if any(e.reason is Reason.SCALE_UP_RECOMMENDED for e in decision.events):
+                telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "recommended").inc()
+    if any(e.reason is Reason.SCALE_UP_BLOCKED for e in decision.events):
+        telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "blocked").inc()
+
+    _post_events(decision.events, pool_body=body, servers=by_name)
+    if needs_write(body.get("status"), pool_status):
+        await writer.patch_status(plural=POOLS, namespace=pool.namespace, name=pool.name, status=pool_status)
+        _count_write(pool, "pool-status")
+
+
+async def _scale_up(*, decision: PoolDecision, pool: PoolView, body: Mapping[str, Any],
+                    writer: KubernetesWriter, logger: kopf.Logger) -> bool:
+    """Create the planned servers. True when at least one was created now."""
+    created_any = False
+    for server in decision.plan.new_servers:
+        manifest = render_server(pool=pool.name, namespace=pool.namespace, pool_uid=pool.uid,
+                                 scaling=pool.spec.scaling, server=server)
+        try:
+            created = await writer.create(plural=SERVERS, namespace=pool.namespace, body=manifest)
+        except KubernetesError as error:
+            telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "failed").inc()
+            kopf.event(body, type="Warning", reason="ScaleUpFailed",
+                       message=f"could not create server {server.name}: {error}")
+            raise
+        _count_write(pool, "server-create")
+        if not created:
+            # Already there: an earlier pass (or a crashed predecessor) created it.
+            logger.info("Server %s already exists; not creating it again.", server.name)
+            continue
+        created_any = True
+        telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "created").inc()
+        kopf.event(body, type="Normal", reason=Reason.SCALED_UP.value,
+                   message=f"added server {server.name} with lines {', '.join(server.lines)}: "
+                           f"{decision.plan.reason}")
+    return created_any
+
+
+def _post_events(events: Iterable[Event], *, pool_body: Mapping[str, Any],
+                 servers: Mapping[str, Mapping[str, Any]]) -> None:
+    for event in events:
+        target = pool_body if event.server is None else servers.get(event.server)
+        if target is not None:
+            kopf.event(target, type=event.type, reason=event.reason.value, message=event.message)
+
+
+async def _report_invalid_pool(*, body: Mapping[str, Any], namespace: str, name: str, status: dict[str, Any],
+                               error: SpecError, writer: KubernetesWriter, now: datetime) -> None:
+    """Raise InvalidSpec with the field and reason; keep every other status field as it was."""
+    message = f"{error.field}: {error.reason}"
+    old = find_condition(status.get("conditions"), ConditionType.INVALID_SPEC)
+    generation = (body.get("metadata") or {}).get("generation")
+    new_status = dict(status)
+    new_status["conditions"] = merge_conditions(
+        previous=status.get("conditions"),
+        current=[
+            condition(ConditionType.INVALID_SPEC, True, Reason.INVALID_SPEC, message),
+            condition(ConditionType.READY, False, Reason.INVALID_SPEC, f"the spec is invalid: {message}"),
+        ],
+        now=now, observed_generation=generation,
+    )
+    if generation is not None:
+        new_status["observedGeneration"] = generation
+    if old is None or old.get("status") != "True" or old.get("message") != message:
+        kopf.event(body, type="Warning", reason=Reason.INVALID_SPEC.value,
+                   message=f"the pool is not reconciled until its spec is fixed: {message}")
+    if needs_write(status, new_status):
+        await writer.patch_status(plural=POOLS, namespace=namespace, name=name, status=new_status)
+
+
+def _count_write(pool: PoolView, what: str) -> None:
+    telemetry.KUBERNETES_WRITES.labels(pool.namespace, pool.name, what).inc()
+
+
+def _export(*, decision: PoolDecision, pool: PoolView) -> None:
+    ns, name = pool.namespace, pool.name
+    status = decision.pool_status
+    telemetry.POOL_UTILIZATION.labels(ns, name).set(decision.utilization)
+    for state, count in status["servers"].items():
+        telemetry.POOL_SERVERS.labels(ns, name, state).set(count)
+    telemetry.POOL_ASSIGNABLE_LINES.labels(ns, name).set(status["lines"]["assignable"])
+    telemetry.POOL_INVENTORY_LINES.labels(ns, name).set(status["lines"]["inventory"])
+    telemetry.POOL_STOP_AT.labels(ns, name).set(pool.spec.assignment.stop_at)
+    telemetry.POOL_SCALE_UP_AT.labels(ns, name).set(pool.spec.scaling.scale_up_at)
+    for cond in status["conditions"]:
+        telemetry.POOL_CONDITION.labels(ns, name, cond["type"]).set(1 if cond["status"] == "True" else 0)
+    for outcome in decision.servers:
+        if outcome.utilization is not None:
+            telemetry.SERVER_UTILIZATION.labels(ns, name, outcome.name).set(outcome.utilization)
+        telemetry.SERVER_ASSIGNABLE.labels(ns, name, outcome.name).set(1 if outcome.assignable else 0)
+
+
+__all__ = ["PoolRuntime", "PoolSpec", "reconcile_once", "run_pool", "server_view"]

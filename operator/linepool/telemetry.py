@@ -1,0 +1,61 @@
+"""The operator's own Prometheus metrics, served on ``--metrics-port``.
+
+Names are a public contract: the Helm chart's alerts and dashboard query them.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from linepool import __version__
+
+LABELS = ("namespace", "pool")
+
+BUILD = Info("linepool_build", "Version of the running linepool operator.")
+BUILD.info({"version": __version__})
+
+POOL_UTILIZATION = Gauge(
+    "linepool_pool_utilization", "Messages sent in the quota window over the pool's quota (0..1).", LABELS)
+SERVER_UTILIZATION = Gauge(
+    "linepool_server_utilization", "Messages sent in the quota window over the server's quota (0..1).",
+    (*LABELS, "server"))
+SERVER_ASSIGNABLE = Gauge(
+    "linepool_server_assignable", "1 when new users may be assigned to the server.", (*LABELS, "server"))
+POOL_SERVERS = Gauge(
+    "linepool_pool_servers", "Servers of the pool by state (total, assignable, saturated, cordoned).",
+    (*LABELS, "state"))
+POOL_ASSIGNABLE_LINES = Gauge(
+    "linepool_pool_assignable_lines", "Lines of the pool that may take new users.", LABELS)
+POOL_INVENTORY_LINES = Gauge(
+    "linepool_pool_inventory_lines", "Spare inventory lines left for new servers.", LABELS)
+POOL_CONDITION = Gauge(
+    "linepool_pool_condition", "1 when the pool's condition of this type is True.", (*LABELS, "type"))
+POOL_STOP_AT = Gauge("linepool_pool_stop_at", "The pool's assignment.stopAt threshold.", LABELS)
+POOL_SCALE_UP_AT = Gauge("linepool_pool_scale_up_at", "The pool's scaling.scaleUpAt threshold.", LABELS)
+SCALE_EVENTS = Counter(
+    "linepool_scale_events_total",
+    "Scale decisions by outcome: created, recommended (DryRun), blocked, failed.", (*LABELS, "outcome"))
+PROMETHEUS_QUERIES = Counter(
+    "linepool_prometheus_queries_total", "PromQL queries sent to Prometheus.", LABELS)
+KUBERNETES_WRITES = Counter(
+    "linepool_kubernetes_writes_total", "Writes to the Kubernetes API, by kind of write.", (*LABELS, "write"))
+RECONCILE_DURATION = Histogram(
+    "linepool_reconcile_duration_seconds", "Wall time of one poll of a pool, queries and writes included.",
+    LABELS, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+RECONCILE_ERRORS = Counter(
+    "linepool_reconcile_errors_total", "Polls that failed, by stage (metrics, kubernetes, spec, internal).",
+    (*LABELS, "stage"))
+
+
+def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
+    """Drop a deleted pool's series so dashboards do not show ghosts."""
+    for gauge in (POOL_UTILIZATION, POOL_ASSIGNABLE_LINES, POOL_INVENTORY_LINES, POOL_STOP_AT, POOL_SCALE_UP_AT):
+        _remove(gauge, namespace, pool)
+    for server in servers:
+        _remove(SERVER_UTILIZATION, namespace, pool, server)
+        _remove(SERVER_ASSIGNABLE, namespace, pool, server)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass
