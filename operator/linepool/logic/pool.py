@@ -31,6 +31,8 @@ ACTIVITY_RESOLUTION = timedelta(hours=1)
 # Fields that move with every message. They are refreshed whenever anything else in the status
 # changes (at the latest when utilization moves by a whole percent), never on their own.
 VOLATILE_KEYS = frozenset({"messagesInWindow", "newConversationsInWindow"})
+# Phases that mean the server's relay has been seen in Prometheus.
+_OBSERVED_PHASES = frozenset({ServerPhase.ACTIVE.value, ServerPhase.SATURATED.value})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +110,6 @@ class _ServerFacts:
     assignable_lines: tuple[str, ...]
     total_lines: int
     has_series: bool
-    had_series: bool
 
 
 def whole_percent(fraction: float) -> float:
@@ -180,6 +181,11 @@ def decide_pool(
     """
     spec = pool.spec
     conflicts = find_line_conflicts(servers)
+    if observation is not None and _exporters_gone(servers, observation):
+        # Prometheus answered, but every server that had series has none now: the exporters are
+        # gone, not the traffic. Counting that as zero would reopen saturated servers.
+        observation = None
+        metrics_error = "Prometheus answered, but no server of the pool has samples any more"
     fresh = observation is not None
     activity: dict[tuple[str, str], float] = {}
     facts: list[_ServerFacts] = []
@@ -200,12 +206,7 @@ def decide_pool(
     utilization = (sum(f.sent for f in counted) / total_quota if total_quota else 0.0) if fresh \
         else previous_utilization
 
-    # Prometheus answered, but every server that used to have series has none now: the
-    # exporters are gone, not the traffic. Treat it as missing metrics rather than as zero.
-    lost_all = fresh and any(f.had_series for f in valid) and not any(f.has_series for f in valid)
-    metrics_ok = fresh and not lost_all
-    if lost_all:
-        metrics_error = "Prometheus answered, but no server of the pool has samples any more"
+    metrics_ok = fresh
 
     allocated = {line for server in servers for line in _raw_line_ids(server.spec)} | set(foreign_lines)
     spare = remaining_inventory(inventory=spec.inventory, allocated=allocated)
@@ -270,6 +271,11 @@ def decide_pool(
         pool_status=status, servers=tuple(f.outcome for f in facts), events=tuple(events), plan=plan,
         memory=next_memory, utilization=utilization, metrics_ok=metrics_ok,
     )
+
+
+def _exporters_gone(servers: Sequence[ServerView], observation: Observation) -> bool:
+    had_series = [s for s in servers if s.status.get("phase") in _OBSERVED_PHASES]
+    return bool(had_series) and not any(observation.server(s.name) for s in servers)
 
 
 def _next_memory(*, memory: PoolMemory, fresh: bool, now: datetime,
@@ -367,14 +373,13 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
                    metrics_error: str | None, conflict: str | None, memory: PoolMemory, now: datetime,
                    activity: dict[tuple[str, str], float], events: list[Event]) -> _ServerFacts:
     previous = server.status
-    had_series = previous.get("phase") in (ServerPhase.ACTIVE.value, ServerPhase.SATURATED.value)
     try:
         spec = parse_server_spec(server.spec)
         if conflict:
             raise SpecError(conflict.split(":", 1)[0], conflict.split(": ", 1)[1])
     except SpecError as error:
         return _invalid_server(server=server, error=error, conflict=bool(conflict), now=now,
-                               events=events, had_series=had_series)
+                               events=events)
 
     quota = spec.daily_message_quota or pool.spec.quotas.messages_per_server_per_day
     previous_assignable = _bool_or_none(previous.get("assignable"))
@@ -455,12 +460,11 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
     return _ServerFacts(
         outcome=outcome, spec=spec, sent=sent if observation is not None else utilization * quota,
         quota=quota, assignable_lines=assignable_ids, total_lines=len(lines), has_series=has_series,
-        had_series=had_series,
     )
 
 
 def _invalid_server(*, server: ServerView, error: SpecError, conflict: bool, now: datetime,
-                    events: list[Event], had_series: bool) -> _ServerFacts:
+                    events: list[Event]) -> _ServerFacts:
     reason = Reason.LINE_CONFLICT if conflict else Reason.INVALID_SPEC
     message = f"{error.field}: {error.reason}"
     old = find_condition(server.status.get("conditions"), ConditionType.INVALID_SPEC)
@@ -484,7 +488,7 @@ def _invalid_server(*, server: ServerView, error: SpecError, conflict: bool, now
         status["observedGeneration"] = server.generation
     outcome = ServerOutcome(name=server.name, status=status, assignable=False, valid=False, utilization=None)
     return _ServerFacts(outcome=outcome, spec=None, sent=0.0, quota=0, assignable_lines=(), total_lines=0,
-                        has_series=False, had_series=had_series)
+                        has_series=False)
 
 
 def _server_events(*, server: ServerView, spec: ServerSpec, assignable: bool, previous_assignable: bool | None,

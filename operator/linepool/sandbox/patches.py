@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
-import jsonpointer
 
 MERGE_PATCH = 'application/merge-patch+json'
 STRATEGIC_MERGE_PATCH = 'application/strategic-merge-patch+json'
@@ -66,7 +65,7 @@ def json_patch(document: Mapping[str, Any], operations: Any) -> dict[str, Any]:
         result = patch.apply(copy.deepcopy(dict(document)), in_place=True)
     except jsonpatch.JsonPatchTestFailed as e:
         raise PatchTestFailed(str(e)) from e
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, KeyError, TypeError) as e:
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, TypeError) as e:
         raise PatchError(str(e) or type(e).__name__) from e
     if not isinstance(result, dict):
         raise PatchError("a JSON patch must leave an object at the document root")
