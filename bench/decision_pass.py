@@ -1,0 +1,51 @@
+"""Benchmark of one decision pass: 1,000 servers x 10 lines, from query answers to status."""
+
+import statistics
+import time
+from datetime import UTC, datetime
+
+from linepool.adapters.prometheus import render_queries
+from linepool.api.spec import parse_pool_spec
+from linepool.logic.observations import Sample, assemble
+from linepool.logic.pool import PoolMemory, PoolView, ServerView, decide_pool
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def fleet(servers: int, lines: int) -> tuple[list[ServerView], list[Sample], list[Sample]]:
+    views, sent, new = [], [], []
+    for s in range(servers):
+        name = f"bench-{s}"
+        ids = [f"+1{s:06d}{line:04d}" for line in range(lines)]
+        views.append(ServerView(name=name, generation=1, created=NOW, spec={
+            "pool": "bench", "endpoint": f"http://relay-{s}:8080", "lines": [{"id": i} for i in ids]}))
+        for index, line in enumerate(ids):
+            labels = {"server": name, "line": line}
+            sent.append((labels, float((s * 37 + index * 11) % 500)))
+            new.append((labels, float(index % 7)))
+    return views, sent, new
+
+
+def one_pass(views: list[ServerView], sent: list[Sample], new: list[Sample], memory: PoolMemory) -> PoolMemory:
+    spec = parse_pool_spec({"metrics": {"prometheusURL": "http://prometheus:9090"},
+                            "scaling": {"maxServers": 1000, "minServers": 1}})
+    render_queries(templates=spec.metrics.queries, servers=[v.name for v in views], window="86400s")
+    observation = assemble(time=NOW, sent=sent, new_conversations=new, line_state=[], activity=sent)
+    decision = decide_pool(pool=PoolView(name="bench", namespace="bench", spec=spec), servers=views,
+                           observation=observation, metrics_error=None, memory=memory, now=NOW)
+    return decision.memory
+
+
+def measure(servers: int = 1000, lines: int = 10, repeats: int = 7) -> dict[str, float]:
+    views, sent, new = fleet(servers, lines)
+    memory = one_pass(views, sent, new, PoolMemory())  # warm-up, and a realistic second pass
+    samples = []
+    for _ in range(repeats):
+        started = time.process_time()
+        one_pass(views, sent, new, memory)
+        samples.append(time.process_time() - started)
+    return {"median_ms": statistics.median(samples) * 1000, "max_ms": max(samples) * 1000}
+
+
+if __name__ == "__main__":
+    print(measure())
