@@ -3,6 +3,8 @@
 Names are a public contract: the Helm chart's alerts and dashboard query them.
 """
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from linepool import __version__
@@ -55,7 +57,5 @@ def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:
-    try:
+    with contextlib.suppress(KeyError):
         gauge.remove(*labels)
-    except KeyError:
-        pass

@@ -5,6 +5,7 @@ and a GET URL of that size is refused by proxies long before Prometheus minds it
 """
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ def _parse_vector(body: object, *, url: str) -> list[Sample]:
         raise PrometheusError(f"query failed: {body.get('errorType', 'error')}: {body.get('error', 'unknown')}")
     data = body.get("data") or {}
     if not isinstance(data, Mapping) or data.get("resultType") != "vector":
-        raise PrometheusError(f"expected an instant vector, got {data.get('resultType') if isinstance(data, Mapping) else data!r}")
+        kind = data.get("resultType") if isinstance(data, Mapping) else data
+        raise PrometheusError(f"expected an instant vector, got {kind!r}")
     samples: list[Sample] = []
     for item in data.get("result") or []:
         try:
@@ -102,6 +104,6 @@ def _parse_vector(body: object, *, url: str) -> list[Sample]:
             value = float(item["value"][1])
         except (KeyError, IndexError, TypeError, ValueError):
             continue
-        if value == value:  # NaN from a 0/0 in a user's template carries no information
+        if not math.isnan(value):  # NaN from a 0/0 in a user's template carries no information
             samples.append((labels, value))
     return samples

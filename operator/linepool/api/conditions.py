@@ -59,6 +59,7 @@ def merge_conditions(
     Conditions of other types found in ``previous`` are kept as they are: another writer (or a
     newer operator) may own them.
     """
+    stamp = format_time(now)
     old_by_type = {str(item.get("type")): item for item in previous or () if isinstance(item, Mapping)}
     rendered: dict[str, dict[str, Any]] = {}
     for cond in current:
@@ -69,8 +70,7 @@ def merge_conditions(
             "status": cond.status.value,
             "reason": cond.reason.value,
             "message": cond.message,
-            "lastTransitionTime": format_time(now) if flipped or old is None
-            else old.get("lastTransitionTime", format_time(now)),
+            "lastTransitionTime": stamp if flipped or old is None else old.get("lastTransitionTime", stamp),
         }
         if observed_generation is not None:
             item["observedGeneration"] = observed_generation

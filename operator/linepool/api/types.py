@@ -70,6 +70,7 @@ class Reason(StrEnum):
     # Scaling.
     SCALED_UP = "ScaledUp"
     SCALE_UP_BLOCKED = "ScaleUpBlocked"
+    SCALE_UP_FAILED = "ScaleUpFailed"
     SCALE_UP_RECOMMENDED = "ScaleUpRecommended"
     AT_MAX_SERVERS = "AtMaxServers"
     INVENTORY_EXHAUSTED = "InventoryExhausted"

@@ -26,10 +26,10 @@ def snapshot(body: kopf.Body) -> dict[str, Any]:
 
 
 @kopf.index(GROUP, VERSION, SERVERS)
-def servers_by_namespace(namespace: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {namespace: snapshot(body)}
+def servers_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {namespace or "": snapshot(body)}
 
 
 @kopf.index(GROUP, VERSION, POOLS)
-def pools_by_namespace(namespace: str, name: str, **_: Any) -> dict[str, str]:
-    return {namespace: name}
+def pools_by_namespace(*, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
+    return {namespace or "": name}

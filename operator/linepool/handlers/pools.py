@@ -16,12 +16,30 @@ import kopf
 from linepool import telemetry
 from linepool.adapters.kubernetes import KubernetesError, KubernetesWriter
 from linepool.adapters.prometheus import PrometheusClient, PrometheusError, render_queries
-from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, GROUP, OPERATOR_NAME, PAUSED_ANNOTATION, POOLS, SERVERS, VERSION
+from linepool.api import (
+    ASSIGNABLE_LABEL,
+    CREATED_BY_ANNOTATION,
+    GROUP,
+    OPERATOR_NAME,
+    PAUSED_ANNOTATION,
+    POOLS,
+    SERVERS,
+    VERSION,
+)
 from linepool.api.conditions import condition, find_condition, format_time, merge_conditions, parse_time
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, parse_pool_spec
-from linepool.api.types import ConditionType, Reason, ScalingMode
-from linepool.logic.pool import Event, PoolDecision, PoolMemory, PoolView, ServerView, decide_pool, needs_write
+from linepool.api.types import ConditionType, Reason
+from linepool.handlers.events import post_event
+from linepool.logic.pool import (
+    Event,
+    PoolDecision,
+    PoolMemory,
+    PoolView,
+    ServerView,
+    decide_pool,
+    needs_write,
+)
 from linepool.logic.scaling import mode_allows_changes, render_server
 from linepool.logic.window import promql_range, window_length
 
@@ -40,15 +58,18 @@ class PoolRuntime:
 
 @kopf.daemon(GROUP, VERSION, POOLS, cancellation_timeout=10.0)
 async def run_pool(
+    *,
     stopped: kopf.DaemonStopped,
     body: kopf.Body,
     name: str,
-    namespace: str,
-    memo: kopf.Memo,
+    namespace: str | None,
+    memo: Any,
     logger: kopf.Logger,
-    servers_by_namespace: kopf.Index[str, dict[str, Any]],
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
+    # kopf passes each index as a keyword named after its function.
+    servers_by_namespace: kopf.Index[str, dict[str, Any]] = kwargs["servers_by_namespace"]
+    namespace = namespace or ""
     runtime = PoolRuntime()
     try:
         while not stopped:
@@ -158,12 +179,11 @@ async def _act(*, decision: PoolDecision, pool: PoolView, body: Mapping[str, Any
 
     pool_status = dict(decision.pool_status)
     if decision.plan.creates:
-        if mode_allows_changes(pool.spec.scaling.mode, paused=pool.paused):
-            if await _scale_up(decision=decision, pool=pool, body=body, writer=writer, logger=logger):
-                pool_status["lastScaleTime"] = format_time(now)
-        elif pool.spec.scaling.mode is ScalingMode.DRY_RUN and not pool.paused:
-            if any(e.reason is Reason.SCALE_UP_RECOMMENDED for e in decision.events):
-                telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "recommended").inc()
+        allowed = mode_allows_changes(pool.spec.scaling.mode, paused=pool.paused)
+        if allowed and await _scale_up(decision=decision, pool=pool, body=body, writer=writer, logger=logger):
+            pool_status["lastScaleTime"] = format_time(now)
+        elif any(e.reason is Reason.SCALE_UP_RECOMMENDED for e in decision.events):
+            telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "recommended").inc()
     if any(e.reason is Reason.SCALE_UP_BLOCKED for e in decision.events):
         telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "blocked").inc()
 
@@ -184,7 +204,7 @@ async def _scale_up(*, decision: PoolDecision, pool: PoolView, body: Mapping[str
             created = await writer.create(plural=SERVERS, namespace=pool.namespace, body=manifest)
         except KubernetesError as error:
             telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "failed").inc()
-            kopf.event(body, type="Warning", reason="ScaleUpFailed",
+            post_event(body, type="Warning", reason=Reason.SCALE_UP_FAILED,
                        message=f"could not create server {server.name}: {error}")
             raise
         _count_write(pool, "server-create")
@@ -194,7 +214,7 @@ async def _scale_up(*, decision: PoolDecision, pool: PoolView, body: Mapping[str
             continue
         created_any = True
         telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "created").inc()
-        kopf.event(body, type="Normal", reason=Reason.SCALED_UP.value,
+        post_event(body, type="Normal", reason=Reason.SCALED_UP,
                    message=f"added server {server.name} with lines {', '.join(server.lines)}: "
                            f"{decision.plan.reason}")
     return created_any
@@ -205,7 +225,7 @@ def _post_events(events: Iterable[Event], *, pool_body: Mapping[str, Any],
     for event in events:
         target = pool_body if event.server is None else servers.get(event.server)
         if target is not None:
-            kopf.event(target, type=event.type, reason=event.reason.value, message=event.message)
+            post_event(target, type=event.type, reason=event.reason, message=event.message)
 
 
 async def _report_invalid_pool(*, body: Mapping[str, Any], namespace: str, name: str, status: dict[str, Any],
@@ -226,7 +246,7 @@ async def _report_invalid_pool(*, body: Mapping[str, Any], namespace: str, name:
     if generation is not None:
         new_status["observedGeneration"] = generation
     if old is None or old.get("status") != "True" or old.get("message") != message:
-        kopf.event(body, type="Warning", reason=Reason.INVALID_SPEC.value,
+        post_event(body, type="Warning", reason=Reason.INVALID_SPEC,
                    message=f"the pool is not reconciled until its spec is fixed: {message}")
     if needs_write(status, new_status):
         await writer.patch_status(plural=POOLS, namespace=namespace, name=name, status=new_status)

@@ -14,20 +14,22 @@ import kopf
 from linepool.api import GROUP, SERVERS, VERSION
 from linepool.api.conditions import condition, find_condition, merge_conditions
 from linepool.api.types import ConditionType, Reason, ServerPhase
+from linepool.handlers.events import post_event
 from linepool.logic.pool import needs_write
 
 
 @kopf.on.event(GROUP, VERSION, SERVERS)
 async def report_orphan(
-    type: str | None,
+    *,
+    type: str,
     body: kopf.Body,
     name: str,
-    namespace: str,
-    memo: kopf.Memo,
-    pools_by_namespace: kopf.Index[str, str],
-    **_: Any,
+    namespace: str | None,
+    memo: Any,
+    **kwargs: Any,
 ) -> None:
-    if type == "DELETED":
+    pools_by_namespace: kopf.Index[str, str] = kwargs["pools_by_namespace"]
+    if type == "DELETED" or namespace is None:
         return
     pool = (body.get("spec") or {}).get("pool")
     if pool in set(pools_by_namespace.get(namespace, [])):
@@ -51,7 +53,6 @@ async def report_orphan(
         ),
     }
     if old is None or old.get("message") != message or old.get("status") != "True":
-        kopf.event(body, type="Warning", reason=Reason.INVALID_SPEC.value,
-                   message=f"skipping this server: {message}")
+        post_event(body, type="Warning", reason=Reason.INVALID_SPEC, message=f"skipping this server: {message}")
     if needs_write(status, new_status):
         await memo.kubernetes.patch_status(plural=SERVERS, namespace=namespace, name=name, status=new_status)

@@ -40,36 +40,46 @@ def assemble(
     activity: Iterable[Sample],
 ) -> Observation:
     """Join the four query answers on (server, line). Series without those labels are ignored."""
-    fields: dict[tuple[str, str], dict[str, object]] = {}
+    sent_by_line = _sum_by_line(sent)
+    new_by_line = _sum_by_line(new_conversations)
+    activity_by_line = _sum_by_line(activity)
+    state_by_line: dict[tuple[str, str], LineState] = {}
+    for labels, value in line_state:
+        key = _line_key(labels)
+        state = _STATES.get(str(labels.get("state", "")).lower())
+        if key is not None and state is not None and value >= 1:
+            state_by_line[key] = _worst(state_by_line.get(key), state)
 
-    def put(rows: Iterable[Sample], name: str) -> None:
-        for labels, value in rows:
-            server, line = labels.get("server"), labels.get("line")
-            if not server or not line:
-                continue
-            slot = fields.setdefault((server, line), {})
-            if name == "state":
-                state = _STATES.get(str(labels.get("state", "")).lower())
-                if state is not None and value >= 1:
-                    slot["state"] = _worst(slot.get("state"), state)
-            else:
-                slot[name] = float(slot.get(name, 0.0)) + float(value)  # type: ignore[arg-type]
-
-    put(sent, "sent")
-    put(new_conversations, "new_conversations")
-    put(line_state, "state")
-    put(activity, "activity")
     samples: dict[str, dict[str, LineSample]] = {}
-    for (server, line), values in fields.items():
-        samples.setdefault(server, {})[line] = LineSample(**values)  # type: ignore[arg-type]
+    for key in sent_by_line.keys() | new_by_line.keys() | activity_by_line.keys() | state_by_line.keys():
+        samples.setdefault(key[0], {})[key[1]] = LineSample(
+            sent=sent_by_line.get(key, 0.0),
+            new_conversations=new_by_line.get(key, 0.0),
+            state=state_by_line.get(key),
+            activity=activity_by_line.get(key),
+        )
     return Observation(time=time, samples=samples)
+
+
+def _line_key(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    server, line = labels.get("server"), labels.get("line")
+    return (server, line) if server and line else None
+
+
+def _sum_by_line(rows: Iterable[Sample]) -> dict[tuple[str, str], float]:
+    totals: dict[tuple[str, str], float] = {}
+    for labels, value in rows:
+        key = _line_key(labels)
+        if key is not None:
+            totals[key] = totals.get(key, 0.0) + value
+    return totals
 
 
 _SEVERITY = [LineState.ACTIVE, LineState.FLAGGED, LineState.DEACTIVATED]
 
 
-def _worst(current: object, new: LineState) -> LineState:
+def _worst(current: LineState | None, new: LineState) -> LineState:
     # A relay mid-transition may report two states; the more severe one is the safe reading.
-    if isinstance(current, LineState) and _SEVERITY.index(current) > _SEVERITY.index(new):
+    if current is not None and _SEVERITY.index(current) > _SEVERITY.index(new):
         return current
     return new

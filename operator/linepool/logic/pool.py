@@ -11,7 +11,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from linepool.api.conditions import Condition, condition, find_condition, format_time, merge_conditions, parse_time
+from linepool.api.conditions import (
+    Condition,
+    condition,
+    find_condition,
+    format_time,
+    merge_conditions,
+    parse_time,
+)
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, ServerSpec, parse_server_spec
 from linepool.api.types import (
@@ -67,6 +74,8 @@ class PoolMemory:
     last_success: datetime | None = None
     first_failure: datetime | None = None
     activity: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # Parsed server specs by (name, generation): the generation changes with every spec change.
+    specs: Mapping[tuple[str, int], ServerSpec | SpecError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,7 +140,7 @@ def _significant(value: Any) -> Any:
 
 
 def _bool_or_none(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
+    return bool(value) if isinstance(value, bool) else None
 
 
 def _raw_line_ids(spec: Mapping[str, Any]) -> list[str]:
@@ -188,6 +197,7 @@ def decide_pool(
         metrics_error = "Prometheus answered, but no server of the pool has samples any more"
     fresh = observation is not None
     activity: dict[tuple[str, str], float] = {}
+    parsed: dict[tuple[str, int], ServerSpec | SpecError] = {}
     facts: list[_ServerFacts] = []
     events: list[Event] = []
 
@@ -195,6 +205,7 @@ def decide_pool(
         fact = _decide_server(
             pool=pool, server=server, observation=observation, metrics_error=metrics_error,
             conflict=conflicts.get(server.name), memory=memory, now=now, activity=activity, events=events,
+            parsed=parsed,
         )
         facts.append(fact)
 
@@ -220,7 +231,7 @@ def decide_pool(
         remaining_inventory=spare, last_scale_time=last_scale, now=now,
     ))
 
-    next_memory = _next_memory(memory=memory, fresh=metrics_ok, now=now, activity=activity)
+    next_memory = _next_memory(memory=memory, fresh=metrics_ok, now=now, activity=activity, specs=parsed)
     conditions = _pool_conditions(
         pool=pool, metrics_ok=metrics_ok, metrics_error=metrics_error, plan=plan,
         assignable_count=assignable_count, memory=next_memory, now=now,
@@ -279,10 +290,11 @@ def _exporters_gone(servers: Sequence[ServerView], observation: Observation) -> 
 
 
 def _next_memory(*, memory: PoolMemory, fresh: bool, now: datetime,
-                 activity: Mapping[tuple[str, str], float]) -> PoolMemory:
+                 activity: Mapping[tuple[str, str], float],
+                 specs: Mapping[tuple[str, int], ServerSpec | SpecError]) -> PoolMemory:
     if fresh:
-        return PoolMemory(last_success=now, first_failure=None, activity=activity)
-    return replace(memory, first_failure=memory.first_failure or now)
+        return PoolMemory(last_success=now, first_failure=None, activity=activity, specs=specs)
+    return replace(memory, first_failure=memory.first_failure or now, specs=specs)
 
 
 def _was_true(status: Mapping[str, Any], type_: ConditionType) -> bool:
@@ -371,10 +383,11 @@ def _pool_events(*, pool: PoolView, conditions: Sequence[Condition], plan: Scale
 
 def _decide_server(*, pool: PoolView, server: ServerView, observation: Observation | None,
                    metrics_error: str | None, conflict: str | None, memory: PoolMemory, now: datetime,
-                   activity: dict[tuple[str, str], float], events: list[Event]) -> _ServerFacts:
+                   activity: dict[tuple[str, str], float], events: list[Event],
+                   parsed: dict[tuple[str, int], ServerSpec | SpecError]) -> _ServerFacts:
     previous = server.status
     try:
-        spec = parse_server_spec(server.spec)
+        spec = _parsed_spec(server, memory=memory, parsed=parsed)
         if conflict:
             raise SpecError(conflict.split(":", 1)[0], conflict.split(": ", 1)[1])
     except SpecError as error:
@@ -441,7 +454,7 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
     status: dict[str, Any] = {
         "phase": phase.value,
         "utilization": whole_percent(utilization) if observation is not None else utilization,
-        "messagesInWindow": int(round(sent)) if observation is not None else int(previous.get("messagesInWindow") or 0),
+        "messagesInWindow": round(sent) if observation is not None else int(previous.get("messagesInWindow") or 0),
         "quota": quota,
         "assignable": assignable,
         "lineSummary": {"total": len(lines), "assignable": len(assignable_ids)},
@@ -461,6 +474,23 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
         outcome=outcome, spec=spec, sent=sent if observation is not None else utilization * quota,
         quota=quota, assignable_lines=assignable_ids, total_lines=len(lines), has_series=has_series,
     )
+
+
+def _parsed_spec(server: ServerView, *, memory: PoolMemory,
+                 parsed: dict[tuple[str, int], ServerSpec | SpecError]) -> ServerSpec:
+    if server.generation is None:
+        return parse_server_spec(server.spec)
+    key = (server.name, server.generation)
+    result = memory.specs.get(key)
+    if result is None:
+        try:
+            result = parse_server_spec(server.spec)
+        except SpecError as error:
+            result = error
+    parsed[key] = result
+    if isinstance(result, SpecError):
+        raise result
+    return result
 
 
 def _invalid_server(*, server: ServerView, error: SpecError, conflict: bool, now: datetime,
@@ -515,10 +545,12 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
         str(item.get("id")): item for item in server.status.get("lines") or [] if isinstance(item, Mapping)
     }
     quota = pool.spec.quotas.new_conversations_per_line_per_day
+    now_text = format_time(now)
     lines: list[dict[str, Any]] = []
     for line in spec.lines:
         old = previous_lines.get(line.id, {})
         sample = (samples or {}).get(line.id)
+        state: LineState
         if fresh:
             sent = sample.sent if sample else 0.0
             new_conversations = sample.new_conversations if sample else 0.0
@@ -531,8 +563,9 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             new_conversations = float(old.get("newConversationsInWindow") or 0)
             state = LineState(old.get("state") or LineState.IDLE.value)
         last_activity = _last_activity(
-            old=parse_time(old.get("lastActivityTime")), key=(server.name, line.id),
-            current=sample.activity if sample else None, memory=memory, now=now, activity=activity,
+            old=old.get("lastActivityTime"), key=(server.name, line.id),
+            current=sample.activity if sample else None, memory=memory, now=now, now_text=now_text,
+            activity=activity,
         )
         lines.append({
             "id": line.id,
@@ -540,26 +573,28 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             "state": state.value,
             "assignable": line_assignable(server_assignable=assignable, state=state,
                                           new_conversations=new_conversations, new_conversation_quota=quota),
-            "messagesInWindow": int(round(sent)),
-            "newConversationsInWindow": int(round(new_conversations)),
-            "lastActivityTime": format_time(last_activity),
+            "messagesInWindow": round(sent),
+            "newConversationsInWindow": round(new_conversations),
+            "lastActivityTime": last_activity,
         })
     return lines
 
 
-def _last_activity(*, old: datetime | None, key: tuple[str, str], current: float | None, memory: PoolMemory,
-                   now: datetime, activity: dict[tuple[str, str], float]) -> datetime:
-    """When the line last sent or received, at hourly resolution.
+def _last_activity(*, old: Any, key: tuple[str, str], current: float | None, memory: PoolMemory,
+                   now: datetime, now_text: str, activity: dict[tuple[str, str], float]) -> str:
+    """When the line last sent or received, at hourly resolution, as status writes it.
 
     A line seen for the first time starts its clock now, not at the epoch. Activity is a rise of
     the sent+received counters between two polls; a counter reset (relay restart) also counts.
     """
     if current is not None:
         activity[key] = current
-    if old is None:
-        return now
+    if not isinstance(old, str) or not old:
+        return now_text
     before = memory.activity.get(key)
-    moved = current is not None and before is not None and current != before
-    if moved and now - old >= ACTIVITY_RESOLUTION:
-        return now
+    if current is None or before is None or current == before:
+        return old
+    previous = parse_time(old)
+    if previous is None or now - previous >= ACTIVITY_RESOLUTION:
+        return now_text
     return old

@@ -79,7 +79,8 @@ def next_ordinals(*, pool: str, server_names: Collection[str], count: int) -> li
 def _limits(inputs: ScaleInputs) -> tuple[Reason | None, str]:
     scaling = inputs.scaling
     if len(inputs.server_names) >= scaling.max_servers:
-        return Reason.AT_MAX_SERVERS, f"the pool has {len(inputs.server_names)} servers, maxServers is {scaling.max_servers}"
+        count = len(inputs.server_names)
+        return Reason.AT_MAX_SERVERS, f"the pool has {count} servers, maxServers is {scaling.max_servers}"
     if len(inputs.remaining_inventory) < scaling.lines_per_server:
         return Reason.INVENTORY_EXHAUSTED, (
             f"the inventory has {len(inputs.remaining_inventory)} spare lines, "
@@ -133,13 +134,13 @@ def plan_scale(inputs: ScaleInputs) -> ScalePlan:
 
     percent = int(inputs.utilization * 100)
     if inputs.utilization >= scaling.scale_up_at:
-        why = f"pool utilization {percent}% is at or above scaleUpAt {int(round(scaling.scale_up_at * 100))}%"
+        why = f"pool utilization {percent}% is at or above scaleUpAt {round(scaling.scale_up_at * 100)}%"
     elif inputs.assignable_lines == 0:
         why = "no line in the pool can take new users"
     else:
         return ScalePlan(
             action=RecommendedAction.NONE, limited_by=limited_by, limited_message=limited_message,
-            reason=f"pool utilization is below scaleUpAt {int(round(scaling.scale_up_at * 100))}% "
+            reason=f"pool utilization is below scaleUpAt {round(scaling.scale_up_at * 100)}% "
                    "and lines are assignable",
         )
 

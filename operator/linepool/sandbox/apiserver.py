@@ -25,7 +25,7 @@ import pathlib
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
@@ -61,11 +61,13 @@ class ApiServerThread:
             host: str = '127.0.0.1',
             port: int = 0,
             call_timeout: float = 10.0,
+            namespaces: Sequence[str] = ('default',),
     ) -> None:
         super().__init__()
         self.emulator = emulator if emulator is not None else make_emulator()
         self.host = host
         self.call_timeout = call_timeout
+        self.namespaces = tuple(namespaces)
         self._requested_port = port
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -150,6 +152,11 @@ class ApiServerThread:
                 await site.start()
                 sockets = getattr(site._server, 'sockets', None) or []
                 self._port = int(sockets[0].getsockname()[1]) if sockets else self._requested_port
+                # A real cluster comes with its namespaces; `kubectl get ns` should show them.
+                namespaces = self.emulator.resolve('v1/namespaces')
+                for name in self.namespaces:
+                    if self.emulator.get_object(namespaces, None, name) is None:
+                        await self.emulator.create_object(namespaces, None, {'metadata': {'name': name}})
                 self._ready.set()
                 await self._stopping.wait()
                 # End the watch-streams first, so that the runner's graceful shutdown is quick.
@@ -280,7 +287,7 @@ class ApiServerThread:
         self.emulator.reset_counters()
 
 
-async def _as_coroutine(fn: Any) -> Any:
+async def _as_coroutine(fn: Callable[[], T]) -> T:
     """Run a plain function on the server's loop: reads then see a state between writes."""
     return fn()
 

@@ -29,6 +29,7 @@ import dataclasses
 import datetime
 import json
 import random
+import re
 import string
 import threading
 import time
@@ -53,6 +54,14 @@ _SERVER_OWNED_METADATA: Final = (
     'name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
     'deletionTimestamp', 'deletionGracePeriodSeconds',
 )
+
+
+# kmock's URL parser reads ".../namespaces/X" as "in namespace X", even when the namespaces
+# resource itself is meant: "/api/v1/namespaces" crashes it, "/api/v1/namespaces/X" loses
+# the resource. We route such paths through an alias that parses well, then restore it.
+_NAMESPACES_PATH: Final = re.compile(r'/api/v1/namespaces(?:/[^/]+(?:/(?:status|finalize))?)?/?')
+_NAMESPACES_ALIAS: Final = '__namespaces__'
+_NAMESPACES: Final = kmock.resource('', 'v1', 'namespaces')
 
 
 class _Shutdown:
@@ -404,8 +413,18 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     # HTTP: the request interceptor and the fallback handlers kmock dispatches to.
 
     @override
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if _NAMESPACES_PATH.fullmatch(raw_request.path):
+            path = raw_request.rel_url.path.replace('/namespaces', f'/{_NAMESPACES_ALIAS}', 1)
+            rel_url = raw_request.rel_url.with_path(path).with_query(raw_request.rel_url.query)
+            raw_request = raw_request.clone(rel_url=rel_url)
+        return await super().__call__(raw_request)
+
+    @override
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         response: aiohttp.web.StreamResponse
+        if request.resource is not None and request.resource.plural == _NAMESPACES_ALIAS:
+            request = self._restore_namespaces_request(request)
         try:
             if request.resource is not None and request.resource.plural is not None:
                 await self._apply_request(request)
@@ -419,6 +438,17 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             self._outcomes.pop(id(request), None)
         self._record_write(request, response.status)
         return response
+
+    def _restore_namespaces_request(self, aliased: kmock.Request) -> kmock.Request:
+        """Undo the alias of :meth:`__call__`, also in kmock's request log (it matches by identity)."""
+        path = aliased.url.path.replace(f'/{_NAMESPACES_ALIAS}', '/namespaces', 1)
+        request = attrs.evolve(aliased, resource=_NAMESPACES,
+                               url=aliased.url.with_path(path).with_query(aliased.url.query))
+        for index in range(len(self._requests) - 1, -1, -1):
+            if self._requests[index] is aliased:
+                self._requests[index] = request
+                break
+        return request
 
     async def _apply_request(self, request: kmock.Request) -> None:
         """Validate the request and apply its state change; remember what to answer."""

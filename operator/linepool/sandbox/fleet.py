@@ -1,0 +1,492 @@
+"""
+A simulated fleet of messaging servers, and a stub of one server's HTTP API.
+
+:class:`Fleet` stands in for the real fleet's exporters. It serves the metrics contract
+that the operator reads back through Prometheus, on a real ``/metrics`` endpoint:
+
+* ``imessage_messages_sent_total{server, line}`` — counter;
+* ``imessage_messages_received_total{server, line}`` — counter;
+* ``imessage_new_conversations_total{server, line}`` — counter;
+* ``imessage_line_state{server, line, state}`` — gauge: 1 for the line's current state
+  among ``active``, ``flagged``, ``deactivated``, and 0 for the other two.
+
+The numbers are kept in plain dicts and exposed by a custom collector on a private
+``CollectorRegistry``, rather than with ``prometheus_client.Counter``: removing a server
+must remove its series, several fleets may live in one process, and no ``*_created``
+series should clutter the contract.
+
+:class:`RelayStub` stands in for a messaging server's send API (``POST /v1/messages``):
+it records what it receives and fails on demand, for tests of the delivery path.
+"""
+import dataclasses
+import http.server
+import json
+import math
+import random
+import threading
+import time
+import uuid
+import wsgiref.simple_server
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import prometheus_client
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LineState = Literal['active', 'flagged', 'deactivated']
+LINE_STATES: Final[tuple[LineState, ...]] = ('active', 'flagged', 'deactivated')
+
+# A traffic profile: seconds since the traffic started -> messages per second per server.
+TrafficProfile = Callable[[float], float]
+
+
+@dataclasses.dataclass
+class _Line:
+    state: LineState = 'active'
+    sent: float = 0
+    received: float = 0
+    new_conversations: float = 0
+
+
+class Fleet:
+    """
+    Simulated messaging servers with their lines, exporting the metrics contract over HTTP.
+
+    All methods are thread-safe. Unknown servers or lines raise ``KeyError``: a typo in a
+    test should fail loudly rather than silently export a series nobody expects.
+    """
+
+    def __init__(self, port: int = 0, *, host: str = '127.0.0.1') -> None:
+        super().__init__()
+        self.host = host
+        self._requested_port = port
+        self._lock = threading.Lock()
+        self._servers: dict[str, dict[str, _Line]] = {}
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
+        self.registry.register(_FleetCollector(self))
+        self._http: wsgiref.simple_server.WSGIServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._traffic_threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+
+    # ------------------------------------------------------------------------------------------
+    # Lifecycle.
+
+    def start(self) -> Self:
+        if self._http is not None:
+            raise RuntimeError("the fleet exporter is already started")
+        self._stopped.clear()
+        server, thread = prometheus_client.start_http_server(
+            self._requested_port, addr=self.host, registry=self.registry)
+        self._http, self._http_thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        """Stop the traffic drivers and the ``/metrics`` endpoint. Idempotent."""
+        self._stopped.set()
+        for thread in self._traffic_threads:
+            thread.join(5)
+        self._traffic_threads.clear()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._http_thread is not None:
+            self._http_thread.join(5)
+            self._http_thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc_value: BaseException | None,
+            traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._http is None:
+            raise RuntimeError("the fleet exporter is not started")
+        return int(self._http.server_port)
+
+    @property
+    def target(self) -> str:
+        """The scrape target for Prometheus: ``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The full URL of the metrics endpoint."""
+        return f"http://{self.target}/metrics"
+
+    # ------------------------------------------------------------------------------------------
+    # The fleet's shape.
+
+    def add_server(self, name: str, lines: list[str]) -> None:
+        """Add a server with its lines (all ``active``), or add lines to an existing server."""
+        with self._lock:
+            server = self._servers.setdefault(name, {})
+            for line in lines:
+                server.setdefault(line, _Line())
+
+    def remove_server(self, name: str) -> None:
+        """Remove a server; its series disappear from ``/metrics``, as when an exporter goes away."""
+        with self._lock:
+            del self._servers[name]
+
+    def servers(self) -> dict[str, list[str]]:
+        with self._lock:
+            return {name: list(lines) for name, lines in self._servers.items()}
+
+    # ------------------------------------------------------------------------------------------
+    # Activity.
+
+    def send(self, server: str, line: str, n: int = 1) -> None:
+        with self._lock:
+            self._line(server, line).sent += n
+
+    def receive(self, server: str, line: str, n: int = 1) -> None:
+        with self._lock:
+            self._line(server, line).received += n
+
+    def new_conversations(self, server: str, line: str, n: int = 1) -> None:
+        with self._lock:
+            self._line(server, line).new_conversations += n
+
+    def set_line_state(self, server: str, line: str, state: LineState) -> None:
+        if state not in LINE_STATES:
+            raise ValueError(f"unknown line state {state!r}; expected one of {LINE_STATES}")
+        with self._lock:
+            self._line(server, line).state = state
+
+    def line_state(self, server: str, line: str) -> LineState:
+        with self._lock:
+            return self._line(server, line).state
+
+    def totals(self, server: str, line: str) -> dict[str, int]:
+        """The counters of one line, as the exporter shows them."""
+        with self._lock:
+            record = self._line(server, line)
+            return {
+                'sent': int(record.sent),
+                'received': int(record.received),
+                'new_conversations': int(record.new_conversations),
+            }
+
+    def run_traffic(
+            self,
+            profile: TrafficProfile,
+            *,
+            stop_event: threading.Event,
+            tick: float = 0.5,
+            reply_ratio: float = 0.8,
+            new_conversation_ratio: float = 0.1,
+            seed: int | None = None,
+    ) -> threading.Thread:
+        """
+        Drive traffic in a background thread until ``stop_event`` (or :meth:`stop`); returns the thread.
+
+        Every ``tick``, each server sends ``profile(elapsed) * tick`` messages, spread at
+        random over its ``active`` lines (flagged and deactivated lines send nothing);
+        replies and new conversations follow as fractions of that. Fractions of a message
+        carry over to the next tick, so low rates are exact on average.
+        """
+        rng = random.Random(seed)
+
+        def drive() -> None:
+            started = time.monotonic()
+            carry: dict[str, float] = {}
+            while not stop_event.is_set() and not self._stopped.is_set():
+                rate = max(0.0, profile(time.monotonic() - started))
+                with self._lock:
+                    for name, lines in self._servers.items():
+                        active = [line for line in lines.values() if line.state == 'active']
+                        if not active:
+                            continue
+                        due = carry.get(name, 0.0) + rate * tick
+                        whole = math.floor(due)
+                        carry[name] = due - whole
+                        for _ in range(whole):
+                            line = rng.choice(active)
+                            line.sent += 1
+                            if rng.random() < reply_ratio:
+                                line.received += 1
+                            if rng.random() < new_conversation_ratio:
+                                line.new_conversations += 1
+                # Wake up promptly on either event rather than sleeping through a stop.
+                if stop_event.wait(tick) or self._stopped.is_set():
+                    break
+
+        thread = threading.Thread(target=drive, name='fleet-traffic', daemon=True)
+        self._traffic_threads.append(thread)
+        thread.start()
+        return thread
+
+    # ------------------------------------------------------------------------------------------
+    # Internals.
+
+    def _line(self, server: str, line: str) -> _Line:
+        try:
+            lines = self._servers[server]
+        except KeyError:
+            raise KeyError(f"unknown server {server!r}; add it with add_server()") from None
+        try:
+            return lines[line]
+        except KeyError:
+            raise KeyError(f"unknown line {line!r} on server {server!r}") from None
+
+    def _snapshot(self) -> list[tuple[str, str, _Line]]:
+        with self._lock:
+            return [
+                (server, name, dataclasses.replace(line))
+                for server, lines in self._servers.items()
+                for name, line in lines.items()
+            ]
+
+
+class _FleetCollector(Collector):
+    """Renders the fleet's current numbers at scrape time."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__()
+        self._fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._fleet._snapshot()
+        labels = ['server', 'line']
+        sent = CounterMetricFamily('imessage_messages_sent', "Messages sent by a line.", labels=labels)
+        received = CounterMetricFamily('imessage_messages_received', "Messages received by a line.",
+                                       labels=labels)
+        new = CounterMetricFamily('imessage_new_conversations', "Conversations started by a line.",
+                                  labels=labels)
+        state = GaugeMetricFamily('imessage_line_state', "1 for the line's current state, 0 for the others.",
+                                  labels=['server', 'line', 'state'])
+        for server, line, record in snapshot:
+            sent.add_metric([server, line], record.sent)
+            received.add_metric([server, line], record.received)
+            new.add_metric([server, line], record.new_conversations)
+            for candidate in LINE_STATES:
+                state.add_metric([server, line, candidate], 1.0 if record.state == candidate else 0.0)
+        yield from (sent, received, new, state)
+
+
+def linear_ramp(*, start: float = 0.5, peak: float = 5.0, ramp_seconds: float = 180.0) -> TrafficProfile:
+    """A profile that grows linearly from ``start`` to ``peak`` messages/s/server, then stays."""
+    def profile(elapsed: float) -> float:
+        if elapsed >= ramp_seconds:
+            return peak
+        return start + (peak - start) * max(0.0, elapsed) / ramp_seconds
+    return profile
+
+
+# ------------------------------------------------------------------------------------------------
+# The messaging-server stub.
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """One request to the stub, and what the stub answered."""
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or the raw text if it was not JSON
+    status: int
+    received_at: float
+
+
+@dataclasses.dataclass
+class _Fault:
+    remaining: int
+    status: int | None  # None: answer normally, but after the delay
+    delay: float
+    retry_after: float | None
+
+
+class RelayStub:
+    """
+    A messaging server's HTTP API on 127.0.0.1: ``POST /v1/messages`` records and accepts.
+
+    Faults are queued and consumed in order, one request each::
+
+        stub.fail_next(2, status=429, retry_after=1)   # the next 2 requests get 429
+        stub.fail_next(1, status=500)                  # then 1 gets 500
+        stub.delay_next(1, seconds=2.0)                # then 1 is answered normally, but late
+
+    A successful send answers ``202 Accepted`` with ``{"id": ..., "status": "queued"}``.
+    ``GET /healthz`` answers 200. Everything else is 404. All requests are recorded.
+    """
+
+    def __init__(self, port: int = 0, *, host: str = '127.0.0.1') -> None:
+        super().__init__()
+        self.host = host
+        self._requested_port = port
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._faults: list[_Fault] = []
+        self._arrived = threading.Condition(self._lock)
+        self._closing = threading.Event()
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                stub._handle(self)
+
+            def do_GET(self) -> None:
+                stub._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean; the records are the log
+
+        server = http.server.ThreadingHTTPServer((self.host, self._requested_port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._closing.clear()
+        self._thread = threading.Thread(target=server.serve_forever, name='relay-stub', daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; delayed answers are cut short. Idempotent."""
+        self._closing.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc_value: BaseException | None,
+            traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the relay stub is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # Fault injection.
+
+    def fail_next(self, n: int = 1, *, status: int = 500, retry_after: float | None = None) -> None:
+        """Answer the next ``n`` message requests with ``status`` (e.g. 429, 500, 409)."""
+        with self._lock:
+            self._faults.append(_Fault(n, status, 0.0, retry_after))
+
+    def delay_next(self, n: int = 1, *, seconds: float, status: int | None = None) -> None:
+        """Hold the next ``n`` message requests for ``seconds`` before answering (normally by default)."""
+        with self._lock:
+            self._faults.append(_Fault(n, status, seconds, None))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    # Inspection.
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def messages(self) -> list[Any]:
+        """The JSON bodies of the accepted (2xx) message requests."""
+        return [r.body for r in self.requests if r.path == '/v1/messages' and 200 <= r.status < 300]
+
+    def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``n`` requests were recorded; raises ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(self._requests) < n:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._requests)} of {n} requests arrived within {timeout}s")
+                self._arrived.wait(remaining)
+            return list(self._requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+    # Internals.
+
+    def _handle(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get('Content-Length') or 0)
+        raw = handler.rfile.read(length) if length else b''
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode('utf-8', errors='replace')
+        headers = {key: value for key, value in handler.headers.items()}
+        path = handler.path.split('?', 1)[0]
+
+        status, payload, extra_headers = 404, {'error': 'not found'}, {}
+        if handler.command == 'GET' and path == '/healthz':
+            status, payload = 200, {'status': 'ok'}
+        elif handler.command == 'POST' and path == '/v1/messages':
+            fault = self._take_fault()
+            if fault is not None and fault.delay > 0:
+                self._closing.wait(fault.delay)  # interruptible, so stop() is never held up
+            if fault is not None and fault.status is not None:
+                status, payload = fault.status, {'error': _REASONS.get(fault.status, 'injected failure')}
+                if fault.retry_after is not None:
+                    extra_headers['Retry-After'] = f"{fault.retry_after:g}"
+            else:
+                status, payload = 202, {'id': str(uuid.uuid4()), 'status': 'queued'}
+
+        with self._arrived:
+            self._requests.append(RecordedRequest(
+                method=handler.command, path=path, headers=headers, body=body,
+                status=status, received_at=time.time()))
+            self._arrived.notify_all()
+
+        data = json.dumps(payload).encode('utf-8')
+        try:
+            handler.send_response(status)
+            handler.send_header('Content-Type', 'application/json')
+            handler.send_header('Content-Length', str(len(data)))
+            for key, value in extra_headers.items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. its timeout was shorter than our delay)
+
+    def _take_fault(self) -> _Fault | None:
+        with self._lock:
+            while self._faults and self._faults[0].remaining <= 0:
+                self._faults.pop(0)
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            return dataclasses.replace(fault)
+
+
+_REASONS: Final[Mapping[int, str]] = {
+    409: 'conflict: duplicate message',
+    429: 'rate limited',
+    500: 'internal server error',
+    503: 'service unavailable',
+}
