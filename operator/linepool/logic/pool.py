@@ -128,7 +128,7 @@ def whole_percent(fraction: float) -> float:
 
 def needs_write(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
     """Whether ``current`` differs from ``previous`` in anything but the volatile counters."""
-    return _significant(previous or {}) != _significant(current)
+    return bool(_significant(previous or {}) != _significant(current))
 
 
 def _significant(value: Any) -> Any:
