@@ -12,12 +12,14 @@ The emulator itself (what the API does) lives in :mod:`linepool.sandbox.emulator
 its public names are re-exported here.
 
 We run aiohttp's low-level server directly rather than ``kmock.Server``: the latter
-also monkey-patches aiohttp's DNS resolution process-wide, in a stack that must be
-unwound in LIFO order — which breaks when several servers (or kopf's own aiohttp client
-sessions, in another thread) come and go in one test process.
+also monkey-patches aiohttp's host resolution process-wide, as a stack that must be
+unwound in LIFO order. When two servers in one process stop out of order, its exit
+raises before it closes its port. Nor can the graceful-shutdown wait (60 s by default in
+aiohttp) be set through it; we keep it short and end open watch-streams ourselves.
 """
 import argparse
 import asyncio
+import builtins
 import concurrent.futures
 import json
 import logging
@@ -26,7 +28,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from types import FrameType, TracebackType
+from types import EllipsisType, FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
 import aiohttp.web
@@ -280,8 +282,21 @@ class ApiServerThread:
         return True
 
     # Counters, for benchmarks: delegated to the emulator (they are thread-safe there).
-    def write_count(self, resource_plural: str | None = None, **kwargs: Any) -> int:
-        return self.emulator.write_count(resource_plural, **kwargs)
+    def write_count(
+            self,
+            resource_plural: str | None = None,
+            *,
+            subresource: str | EllipsisType | None = ...,
+            method: str | None = None,
+            successful_only: bool = False,
+    ) -> int:
+        """API writes over HTTP; see :meth:`RealisticEmulator.write_count`."""
+        return self.emulator.write_count(
+            resource_plural, subresource=subresource, method=method, successful_only=successful_only)
+
+    # NB: builtins.list, because the list() helper above shadows it in the class body.
+    def write_log(self) -> builtins.list[WriteRecord]:
+        return self.emulator.write_log()
 
     def reset_counters(self) -> None:
         self.emulator.reset_counters()

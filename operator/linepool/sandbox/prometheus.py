@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
 INSTALL_HINT = "install it with: apt-get install -y --no-install-recommends prometheus"
 
@@ -113,7 +113,7 @@ class PrometheusProcess:
         self.workdir = pathlib.Path(workdir) if workdir is not None else pathlib.Path(
             tempfile.mkdtemp(prefix='linepool-prometheus-'))
         self._process: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
+        self._log_file: BinaryIO | None = None
         self._paused = False
 
     # ------------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ class PrometheusProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._render_config(), encoding='utf-8')
         # Logs go to a file, not a pipe: nobody reads a pipe, and a full pipe blocks the child.
-        self._log_file = open(self.log_path, 'ab')
+        self._log_file = open(self.log_path, 'ab')  # noqa: SIM115  # it lives as long as the process
         self._process = subprocess.Popen(
             [
                 binary,
@@ -278,10 +278,10 @@ class PrometheusProcess:
             if self._process is None or self._process.poll() is not None:
                 code = self._process.returncode if self._process is not None else None
                 raise RuntimeError(f"Prometheus exited during startup (code {code})\n{self._log_tail()}")
-            with contextlib.suppress(urllib.error.URLError, TimeoutError, ConnectionError):
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
+            with (contextlib.suppress(urllib.error.URLError, TimeoutError, ConnectionError),
+                  urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response):
+                if response.status == 200:
+                    return
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"Prometheus was not ready within {self.ready_timeout}s\n{self._log_tail()}")
             time.sleep(0.1)
