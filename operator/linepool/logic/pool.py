@@ -270,9 +270,10 @@ def decide_pool(
             observed_generation=pool.generation,
         ),
     }
-    for carried in ("lastScaleTime", "lastMetricsTime"):
-        if pool.status.get(carried):
-            status[carried] = pool.status[carried]
+    if last_scale is not None:
+        status["lastScaleTime"] = format_time(last_scale)
+    if pool.status.get("lastMetricsTime"):
+        status["lastMetricsTime"] = pool.status["lastMetricsTime"]
     if not metrics_ok and _was_true(pool.status, ConditionType.METRICS_AVAILABLE) and memory.last_success:
         status["lastMetricsTime"] = format_time(memory.last_success)
     if pool.generation is None:

@@ -159,6 +159,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     # slower than the last: 20 ms after 200 requests, 120 ms after 800. A demo or a benchmark
     # makes thousands, so by default requests are forgotten once answered.
     keep_requests: bool = False
+    # Injected faults, for tests of crash recovery: (plural, subresource) -> HTTP status that
+    # every write to it answers, without changing anything. Subresource None is the object itself.
+    failing_writes: dict[tuple[str, str | None], int] = attrs.field(factory=dict)
 
     _resource_version: int = attrs.field(default=0, init=False)
     _changes: collections.deque[_Change] = attrs.field(factory=collections.deque, init=False)
@@ -440,6 +443,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         if request.resource is not None and request.resource.plural == _NAMESPACES_ALIAS:
             request = self._restore_namespaces_request(request)
         try:
+            self._inject_fault(request)
             if request.resource is not None and request.resource.plural is not None:
                 await self._apply_request(request)
             # Skip the stock KubernetesEmulator._handle: its state changes are replaced by ours.
@@ -454,6 +458,15 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 self._forget(request)
         self._record_write(request, response.status)
         return response
+
+    def _inject_fault(self, request: kmock.Request) -> None:
+        if not self.failing_writes or request.resource is None or request.method is None:
+            return
+        if request.method.value.upper() not in {"POST", "PUT", "PATCH", "DELETE"}:
+            return
+        status = self.failing_writes.get((str(request.resource.plural), request.subresource))
+        if status is not None:
+            raise api_error(status, "InjectedFault", f"the sandbox was told to fail this write with {status}")
 
     def _forget(self, request: kmock.Request) -> None:
         """Drop an answered request from kmock's logs: the root's, and the reactions' own."""

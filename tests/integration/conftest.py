@@ -1,0 +1,184 @@
+"""Fixtures that start real processes on loopback: the emulated API server, a real Prometheus
+scraping a real exporter (the simulated fleet), and the operator itself as a child process.
+
+The fleet and Prometheus are shared by the whole session (Prometheus needs a few seconds to
+discover a target); each test uses its own namespace, pools and server names, so series never
+mix. The API server and the operator are per test.
+"""
+
+import itertools
+import pathlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from linepool.sandbox.apiserver import ApiServerThread
+from linepool.sandbox.fleet import Fleet
+from linepool.sandbox.operator_process import OperatorProcess
+from linepool.sandbox.prometheus import PrometheusProcess
+
+T = TypeVar("T")
+GROUP_VERSION = "linepool.dev/v1alpha1"
+_numbers = itertools.count()
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.2, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T = check()
+    while not last:
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or check}; last value: {last!r}")
+        time.sleep(interval)
+        last = check()
+    return last
+
+
+def holds(check: Callable[[], bool], *, seconds: float, interval: float = 0.25) -> bool:
+    """True when ``check`` stays true for the whole of ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not check():
+            return False
+        time.sleep(interval)
+    return True
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    with Fleet() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def prometheus(fleet: Fleet) -> Iterator[PrometheusProcess]:
+    with PrometheusProcess([fleet.target]) as running:
+        # Wait for the first scrape so that tests do not each pay for target discovery.
+        fleet.add_server("warmup-0", ["+19995550000"])
+        wait_for(lambda: running.query('imessage_messages_sent_total{server="warmup-0"}'),
+                 timeout=30, what="Prometheus to scrape the fleet")
+        yield running
+
+
+@dataclass
+class Sandbox:
+    """One test's cluster: API server, namespace, Prometheus URL, fleet, and operator."""
+
+    api: ApiServerThread
+    fleet: Fleet
+    prometheus: PrometheusProcess
+    namespace: str
+    kubeconfig: pathlib.Path
+    workdir: pathlib.Path
+    operators: list[OperatorProcess] = field(default_factory=list)
+
+    # --- objects ---------------------------------------------------------------------------
+
+    def pool(self, name: str, **spec: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "apiVersion": GROUP_VERSION, "kind": "LinePool",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"metrics": {"prometheusURL": self.prometheus.url, "pollInterval": "1s", "staleAfter": "30s"},
+                     **spec},
+        }
+        return self.api.apply(body)
+
+    def server(self, name: str, pool: str, lines: list[str], *, exported: bool = True, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": GROUP_VERSION, "kind": "MessagingServer",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": {"linepool.dev/pool": pool}},
+            "spec": {"pool": pool, "endpoint": f"http://{name}.relay:8080",
+                     "credentialsSecretRef": {"name": "relay-token", "key": "token"},
+                     "lines": [{"id": line} for line in lines], **spec},
+        }
+        if exported:
+            self.export(name, lines)
+        return self.api.apply(body)
+
+    def export(self, name: str, lines: list[str]) -> None:
+        """Start exporting a server's series at zero and wait until Prometheus has them.
+
+        Counters must be scraped at zero before traffic: ``increase()`` ignores what a series
+        already held at its first sample.
+        """
+        if name not in self.fleet.servers():
+            self.fleet.add_server(name, lines)
+        wait_for(lambda: len(self.prometheus.query(f'imessage_messages_sent_total{{server="{name}"}}')) == len(lines),
+                 timeout=20, what=f"series of {name} in Prometheus")
+
+    def send(self, server: str, messages: int) -> None:
+        """Spread ``messages`` sent messages evenly over the server's lines."""
+        lines = self.fleet.servers()[server]
+        for index, line in enumerate(lines):
+            share = messages // len(lines) + (1 if index < messages % len(lines) else 0)
+            self.fleet.send(server, line, share)
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        obj = self.api.get(plural, self.namespace, name)
+        assert obj is not None, f"{plural}/{name} does not exist"
+        return obj
+
+    def servers_of(self, pool: str) -> list[dict[str, Any]]:
+        return [s for s in self.api.list("messagingservers", self.namespace) if s["spec"].get("pool") == pool]
+
+    def status(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.get(plural, name).get("status") or {})
+
+    def condition(self, plural: str, name: str, type_: str) -> dict[str, Any]:
+        for item in self.status(plural, name).get("conditions") or []:
+            if item["type"] == type_:
+                return dict(item)
+        return {}
+
+    def label(self, name: str) -> str | None:
+        labels = self.get("messagingservers", name)["metadata"].get("labels") or {}
+        return labels.get("linepool.dev/assignable")
+
+    def events(self, reason: str | None = None, involving: str | None = None) -> list[dict[str, Any]]:
+        events = self.api.list("events", self.namespace)
+        return [e for e in events
+                if (reason is None or e.get("reason") == reason)
+                and (involving is None or (e.get("involvedObject") or {}).get("name") == involving)]
+
+    # --- the operator ----------------------------------------------------------------------
+
+    def start_operator(self, **kwargs: Any) -> OperatorProcess:
+        operator = OperatorProcess(kubeconfig=self.kubeconfig, namespaces=[self.namespace],
+                                   log_path=self.workdir / f"operator-{len(self.operators)}.log", **kwargs)
+        self.operators.append(operator.start())
+        operator.wait_metrics()
+        return operator
+
+    def operator_logs(self) -> str:
+        return "\n".join(op.log() for op in self.operators)
+
+
+@pytest.fixture
+def sandbox(fleet: Fleet, prometheus: PrometheusProcess, tmp_path: pathlib.Path,
+            request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    namespace = f"it{next(_numbers)}"
+    with ApiServerThread() as api:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
+        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        box = Sandbox(api=api, fleet=fleet, prometheus=prometheus, namespace=namespace,
+                      kubeconfig=kubeconfig, workdir=tmp_path)
+        try:
+            yield box
+        finally:
+            for operator in box.operators:
+                operator.stop()
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                print(box.operator_logs()[-8000:])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # Keep the call-phase report on the item so the fixture can print operator logs on failure.
+    report = yield
+    if call.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
