@@ -44,7 +44,7 @@ test: setup lint
 	$(BIN)/pytest -q
 
 bench: setup
-	$(BIN)/python bench/bench.py
+	$(BIN)/python -m bench.bench
 
 e2e: setup
 	$(BIN)/pytest tests/e2e -q -m e2e
