@@ -125,7 +125,9 @@ async def reconcile_once(
     except PrometheusError as error:
         metrics_error = str(error)
         telemetry.RECONCILE_ERRORS.labels(namespace, name, "metrics").inc()
-        logger.warning("Metrics unavailable for pool %s/%s: %s", namespace, name, error)
+        # Warn once per outage; the condition and the event carry it from then on.
+        log = logger.warning if runtime.memory.first_failure is None else logger.debug
+        log("Metrics unavailable for pool %s/%s: %s", namespace, name, error)
     finally:
         telemetry.PROMETHEUS_QUERIES.labels(namespace, name).inc(len(queries.all()))
 
