@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     import linepool.handlers  # noqa: F401  (registers the handlers)
     from linepool import telemetry  # noqa: F401  (registers the metrics)
+    from linepool.process import tune_garbage_collector
 
+    tune_garbage_collector()
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])
     if args.metrics_port is not None:

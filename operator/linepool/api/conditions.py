@@ -4,16 +4,15 @@
 condition is free: it produces an identical list and therefore no API write.
 """
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from linepool.api.types import ConditionStatus, ConditionType, Reason
 
 
-@dataclass(frozen=True, kw_only=True)
-class Condition:
+class Condition(NamedTuple):
     type: ConditionType
     status: ConditionStatus
     reason: Reason
@@ -30,6 +29,7 @@ def condition(type_: ConditionType, ok: bool, reason: Reason, message: str) -> C
     return Condition(type=type_, status=status, reason=reason, message=message)
 
 
+@functools.lru_cache(maxsize=256)
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, at whole seconds, as Kubernetes writes times."""
     if moment.tzinfo is None:
@@ -63,18 +63,20 @@ def merge_conditions(
     old_by_type = {str(item.get("type")): item for item in previous or () if isinstance(item, Mapping)}
     rendered: dict[str, dict[str, Any]] = {}
     for cond in current:
-        old = old_by_type.get(cond.type.value)
-        flipped = old is None or old.get("status") != cond.status.value
+        # ``_value_`` rather than ``value``: the enum descriptor is measurable at a thousand servers.
+        type_text, status_text = cond.type._value_, cond.status._value_
+        old = old_by_type.get(type_text)
+        flipped = old is None or old.get("status") != status_text
         item: dict[str, Any] = {
-            "type": cond.type.value,
-            "status": cond.status.value,
-            "reason": cond.reason.value,
+            "type": type_text,
+            "status": status_text,
+            "reason": cond.reason._value_,
             "message": cond.message,
             "lastTransitionTime": stamp if flipped or old is None else old.get("lastTransitionTime", stamp),
         }
         if observed_generation is not None:
             item["observedGeneration"] = observed_generation
-        rendered[cond.type.value] = item
+        rendered[type_text] = item
     kept = [dict(old) for type_, old in old_by_type.items() if type_ not in rendered]
     return sorted([*rendered.values(), *kept], key=lambda item: str(item["type"]))
 

@@ -23,6 +23,7 @@ from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, ServerSpec, parse_server_spec
 from linepool.api.types import (
     ConditionType,
+    LineRole,
     LineState,
     Reason,
     RecommendedAction,
@@ -38,6 +39,8 @@ ACTIVITY_RESOLUTION = timedelta(hours=1)
 # Fields that move with every message. They are refreshed whenever anything else in the status
 # changes (at the latest when utilization moves by a whole percent), never on their own.
 VOLATILE_KEYS = frozenset({"messagesInWindow", "newConversationsInWindow"})
+# Enum members to their API strings, without the cost of the enum ``value`` descriptor per line.
+_TEXT: dict[LineState | LineRole, str] = {**{s: s.value for s in LineState}, **{r: r.value for r in LineRole}}
 # Phases that mean the server's relay has been seen in Prometheus.
 _OBSERVED_PHASES = frozenset({ServerPhase.ACTIVE.value, ServerPhase.SATURATED.value})
 
@@ -147,7 +150,8 @@ def _raw_line_ids(spec: Mapping[str, Any]) -> list[str]:
     lines = spec.get("lines")
     if not isinstance(lines, list):
         return []
-    return [str(item["id"]) for item in lines if isinstance(item, Mapping) and "id" in item]
+    # Objects come from JSON, so their nested values are plain dicts (cheaper to test than Mapping).
+    return [str(item["id"]) for item in lines if isinstance(item, dict) and "id" in item]
 
 
 def find_line_conflicts(servers: Sequence[ServerView]) -> dict[str, str]:
@@ -198,14 +202,15 @@ def decide_pool(
     fresh = observation is not None
     activity: dict[tuple[str, str], float] = {}
     parsed: dict[tuple[str, int], ServerSpec | SpecError] = {}
+    now_text = format_time(now)
     facts: list[_ServerFacts] = []
     events: list[Event] = []
 
     for server in sorted(servers, key=lambda s: s.name):
         fact = _decide_server(
             pool=pool, server=server, observation=observation, metrics_error=metrics_error,
-            conflict=conflicts.get(server.name), memory=memory, now=now, activity=activity, events=events,
-            parsed=parsed,
+            conflict=conflicts.get(server.name), memory=memory, now=now, now_text=now_text,
+            activity=activity, events=events, parsed=parsed,
         )
         facts.append(fact)
 
@@ -384,7 +389,7 @@ def _pool_events(*, pool: PoolView, conditions: Sequence[Condition], plan: Scale
 
 def _decide_server(*, pool: PoolView, server: ServerView, observation: Observation | None,
                    metrics_error: str | None, conflict: str | None, memory: PoolMemory, now: datetime,
-                   activity: dict[tuple[str, str], float], events: list[Event],
+                   now_text: str, activity: dict[tuple[str, str], float], events: list[Event],
                    parsed: dict[tuple[str, int], ServerSpec | SpecError]) -> _ServerFacts:
     previous = server.status
     try:
@@ -433,7 +438,7 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
             "Prometheus has no samples for this server yet; it counts as zero traffic")
 
     lines = _line_statuses(pool=pool, server=server, spec=spec, samples=samples, fresh=observation is not None,
-                           assignable=assignable, memory=memory, now=now, activity=activity)
+                           assignable=assignable, memory=memory, now=now, now_text=now_text, activity=activity)
     assignable_ids = tuple(line["id"] for line in lines if line["assignable"])
 
     if spec.cordoned:
@@ -541,16 +546,17 @@ def _server_events(*, server: ServerView, spec: ServerSpec, assignable: bool, pr
 
 def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
                    samples: Mapping[str, LineSample] | None, fresh: bool, assignable: bool, memory: PoolMemory,
-                   now: datetime, activity: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
+                   now: datetime, now_text: str, activity: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
     previous_lines = {
-        str(item.get("id")): item for item in server.status.get("lines") or [] if isinstance(item, Mapping)
+        str(item.get("id")): item for item in server.status.get("lines") or [] if isinstance(item, dict)
     }
     quota = pool.spec.quotas.new_conversations_per_line_per_day
-    now_text = format_time(now)
+    samples = samples or {}
+    remembered = memory.activity
     lines: list[dict[str, Any]] = []
     for line in spec.lines:
         old = previous_lines.get(line.id, {})
-        sample = (samples or {}).get(line.id)
+        sample = samples.get(line.id)
         state: LineState
         if fresh:
             sent = sample.sent if sample else 0.0
@@ -563,15 +569,21 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             sent = float(old.get("messagesInWindow") or 0)
             new_conversations = float(old.get("newConversationsInWindow") or 0)
             state = LineState(old.get("state") or LineState.IDLE.value)
-        last_activity = _last_activity(
-            old=old.get("lastActivityTime"), key=(server.name, line.id),
-            current=sample.activity if sample else None, memory=memory, now=now, now_text=now_text,
-            activity=activity,
-        )
+        key = (server.name, line.id)
+        current = sample.activity if sample else None
+        old_activity = old.get("lastActivityTime")
+        if current is not None:
+            activity[key] = current
+        # The common case, first: a known line whose counters did not move keeps its time.
+        if isinstance(old_activity, str) and old_activity and (current is None or remembered.get(key) == current):
+            last_activity = old_activity
+        else:
+            last_activity = _last_activity(old=old_activity, current=current, before=remembered.get(key),
+                                           now=now, now_text=now_text)
         lines.append({
             "id": line.id,
-            "role": line.role.value,
-            "state": state.value,
+            "role": _TEXT[line.role],
+            "state": _TEXT[state],
             "assignable": line_assignable(server_assignable=assignable, state=state,
                                           new_conversations=new_conversations, new_conversation_quota=quota),
             "messagesInWindow": round(sent),
@@ -581,18 +593,14 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
     return lines
 
 
-def _last_activity(*, old: Any, key: tuple[str, str], current: float | None, memory: PoolMemory,
-                   now: datetime, now_text: str, activity: dict[tuple[str, str], float]) -> str:
+def _last_activity(*, old: Any, current: float | None, before: float | None, now: datetime, now_text: str) -> str:
     """When the line last sent or received, at hourly resolution, as status writes it.
 
     A line seen for the first time starts its clock now, not at the epoch. Activity is a rise of
     the sent+received counters between two polls; a counter reset (relay restart) also counts.
     """
-    if current is not None:
-        activity[key] = current
     if not isinstance(old, str) or not old:
         return now_text
-    before = memory.activity.get(key)
     if current is None or before is None or current == before:
         return old
     previous = parse_time(old)

@@ -1,0 +1,782 @@
+"""
+``make demo``: the operator's main job, live in the terminal, in about two minutes.
+
+Everything runs on this machine, on loopback, with nothing to install but Debian's
+``prometheus``:
+
+1. the sandbox Kubernetes API (:class:`~linepool.sandbox.apiserver.ApiServerThread`) with
+   a namespace ``demo`` and the manifests of ``examples/demo/`` (a Secret, the LinePool
+   ``support`` and its two MessagingServers);
+2. a simulated fleet (:class:`~linepool.sandbox.fleet.Fleet`) exporting the metrics
+   contract, scraped every second by a real Prometheus on 127.0.0.1:19090 (the port the
+   demo LinePool points at);
+3. the real operator, as a child process (``python -m linepool run``), logging to
+   ``.demo/operator.log``;
+4. simulated users: existing conversations keep talking on their lines, and new users are
+   placed round-robin on the pool's ``status.assignableLines``, as a real dispatcher would.
+
+The traffic rises for about a minute and a half, then eases. The quota is tiny (1000
+messages per server per day), so within two minutes ``support-0`` and then ``support-1``
+reach ``stopAt`` and are taken out of rotation, the pool crosses ``scaleUpAt`` and the
+operator adds ``support-2``, and new users move to it. A live view shows all of it, and a
+summary at the end says what happened.
+
+Run it with ``python -m linepool.sandbox.demo [--duration SECONDS]``. Exit codes: 0 when
+a saturation and a scale-up were seen, 1 when not (the summary says which is missing),
+2 when the demo could not start (port 19090 busy, Prometheus missing, operator down),
+130 on Ctrl-C.
+"""
+import argparse
+import collections
+import contextlib
+import dataclasses
+import math
+import pathlib
+import shutil
+import signal
+import socket
+import sys
+import time
+import urllib.error
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Final, Protocol, TextIO
+
+import yaml
+
+from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, OPERATOR_NAME, POOLS, SERVERS
+from linepool.sandbox.apiserver import ApiServerThread
+from linepool.sandbox.fleet import Fleet
+from linepool.sandbox.operator_process import OperatorProcess
+from linepool.sandbox.prometheus import PrometheusNotInstalled, PrometheusProcess
+
+__all__ = ['Profile', 'Traffic', 'main', 'run_demo']
+
+REPO_ROOT: Final = pathlib.Path(__file__).resolve().parents[3]
+EXAMPLES_DIR: Final = REPO_ROOT / 'examples' / 'demo'
+WORKDIR: Final = REPO_ROOT / '.demo'  # gitignored; the logs stay there after the run for a look
+
+NAMESPACE: Final = 'demo'
+POOL: Final = 'support'
+# Fixed, because examples/demo/10-linepool.yaml points the pool at http://127.0.0.1:19090.
+PROMETHEUS_PORT: Final = 19090
+
+DEFAULT_DURATION: Final = 120.0
+MAX_DURATION: Final = 150.0
+TICK: Final = 0.5  # seconds between two rounds of traffic
+REFRESH: Final = 2.0  # seconds between two screens: the operator polls every 2s anyway
+STARTUP_TIMEOUT: Final = 40.0  # Prometheus discovers its target after ~6s; kopf starts in ~3s
+
+# The operator's own words for what the demo is about.
+SATURATED_REASON: Final = 'ServerSaturated'
+SCALED_UP_REASON: Final = 'ScaledUp'
+
+WIDTH: Final = 100  # every line of the view fits in 100 columns
+BAR_WIDTH: Final = 20
+EVENTS_SHOWN: Final = 6
+RECENT_WINDOW: Final = 10.0  # seconds over which "new users per server" is counted
+
+EXIT_OK: Final = 0
+EXIT_NOT_SHOWN: Final = 1
+EXIT_CANNOT_START: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+
+class DemoError(Exception):
+    """The demo cannot run here; the message says why and what to do."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The users: a traffic model fed by the pool's own assignment.
+
+LineKey = tuple[str, str]  # (server, line)
+Counter = collections.Counter[str]
+
+
+class TrafficSink(Protocol):
+    """What the traffic model writes to: the :class:`Fleet`, or a fake in a tuning script."""
+
+    def send(self, server: str, line: str, n: int = 1) -> None: ...
+    def receive(self, server: str, line: str, n: int = 1) -> None: ...
+    def new_conversations(self, server: str, line: str, n: int = 1) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A piecewise-linear function of time: ``(seconds, value)`` points, flat beyond both ends."""
+
+    points: tuple[tuple[float, float], ...]
+
+    def __call__(self, elapsed: float) -> float:
+        first_time, first_value = self.points[0]
+        if elapsed <= first_time:
+            return first_value
+        for (t0, v0), (t1, v1) in zip(self.points, self.points[1:], strict=False):
+            if elapsed <= t1:
+                return v0 + (v1 - v0) * (elapsed - t0) / (t1 - t0)
+        return self.points[-1][1]
+
+
+# Messages per second that one open conversation sends: a rush that builds for about a minute
+# and a half, then passes. The quota counts a rolling day and never forgets within the demo, so
+# the rush has to pass, or the pool would keep crossing scaleUpAt until maxServers.
+ACTIVITY: Final = Profile(((0.0, 0.10), (45.0, 0.26), (80.0, 0.30), (95.0, 0.08)))
+# New users per second. Each one is a new conversation placed on the next assignable line.
+ARRIVALS: Final = Profile(((0.0, 0.5), (45.0, 1.1), (90.0, 1.1), (100.0, 0.7)))
+# Open conversations per line at the start, in each server's line order. support-0 is the
+# busier server, so the two saturate one after the other rather than together.
+INITIAL_CONVERSATIONS: Final[Mapping[str, tuple[int, ...]]] = {
+    'support-0': (14, 14, 6),
+    'support-1': (9, 9, 4),
+}
+REPLY_RATIO: Final = 0.8  # users answer most messages; the operator counts sent ones only
+
+
+class Traffic:
+    """
+    Simulated users of the pool's lines, one :meth:`tick` at a time.
+
+    Existing conversations send in proportion to how many are open on each line; new users
+    go round-robin to the lines the pool lists as assignable, and then stay there. So when
+    the operator takes a server out of rotation, its traffic stops growing, and a server it
+    adds starts empty and fills up with new users only. Fractions of a message carry over to
+    the next tick, so low rates are exact on average and the run is deterministic.
+    """
+
+    def __init__(
+            self,
+            *,
+            sink: TrafficSink,
+            activity: Callable[[float], float] = ACTIVITY,
+            arrivals: Callable[[float], float] = ARRIVALS,
+    ) -> None:
+        super().__init__()
+        self._sink = sink
+        self._activity = activity
+        self._arrivals = arrivals
+        self._conversations: dict[LineKey, int] = {}
+        self._carry: dict[LineKey, float] = {}
+        self._reply_carry: dict[LineKey, float] = {}
+        self._arrival_carry = 0.0
+        self._last_placed: str | None = None
+        self.sent = 0
+        self.new_users: collections.Counter[str] = collections.Counter()
+
+    def add_lines(self, *, server: str, lines: Sequence[str], conversations: Sequence[int] = ()) -> None:
+        """Start carrying a server's lines, with ``conversations`` open on each (default: none)."""
+        for index, line in enumerate(lines):
+            self._conversations.setdefault((server, line), conversations[index] if index < len(conversations) else 0)
+
+    def rate(self, *, elapsed: float) -> float:
+        """Messages per second right now, over all lines (new users included)."""
+        return sum(self._conversations.values()) * self._activity(elapsed) + self._arrivals(elapsed)
+
+    def tick(self, *, elapsed: float, seconds: float, assignable: Sequence[LineKey]) -> Counter:
+        """
+        One round of traffic; returns how many new users each server got in it.
+
+        ``assignable`` is the pool's ``status.assignableLines`` in its order, restricted to
+        lines the demo carries. When it is empty, arriving users wait for the next tick.
+        """
+        per_message = self._activity(elapsed)
+        for key, open_conversations in self._conversations.items():
+            self._send(key=key, due=open_conversations * per_message * seconds)
+        self._arrival_carry += self._arrivals(elapsed) * seconds
+        placed: Counter = collections.Counter()
+        while self._arrival_carry >= 1 and assignable:
+            self._arrival_carry -= 1
+            server, line = self._next_line(assignable)
+            self._sink.new_conversations(server, line, 1)
+            self._send(key=(server, line), due=1.0)
+            self._conversations[(server, line)] = self._conversations.get((server, line), 0) + 1
+            placed[server] += 1
+        # Users who found no line do not pile up into a burst for the first line that opens.
+        self._arrival_carry = min(self._arrival_carry, 3.0)
+        self.new_users.update(placed)
+        return placed
+
+    def _send(self, *, key: LineKey, due: float) -> None:
+        due += self._carry.get(key, 0.0)
+        whole = math.floor(due)
+        self._carry[key] = due - whole
+        if whole <= 0:
+            return
+        server, line = key
+        self._sink.send(server, line, whole)
+        self.sent += whole
+        replies = self._reply_carry.get(key, 0.0) + whole * REPLY_RATIO
+        self._reply_carry[key] = replies - math.floor(replies)
+        if replies >= 1:
+            self._sink.receive(server, line, math.floor(replies))
+
+    def _next_line(self, assignable: Sequence[LineKey]) -> LineKey:
+        # Continue after the last line used, even when the list changed under us: a fresh
+        # start from the top would keep piling users onto the first few lines.
+        lines = [line for _, line in assignable]
+        start = lines.index(self._last_placed) + 1 if self._last_placed in lines else 0
+        chosen = assignable[start % len(assignable)]
+        self._last_placed = chosen[1]
+        return chosen
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading the cluster.
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerRow:
+    name: str
+    phase: str
+    utilization: float | None
+    assignable: bool | None  # the label linepool.dev/assignable, as dispatchers read it
+    lines: tuple[str, ...]
+    created_by_operator: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EventRow:
+    at: datetime
+    type: str
+    reason: str
+    obj: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """What the API server says right now about the pool, its servers and the events."""
+
+    pool: Mapping[str, Any]
+    servers: tuple[ServerRow, ...]
+    events: tuple[EventRow, ...] = ()
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return dict(self.pool.get('status') or {})
+
+    @property
+    def assignable_lines(self) -> list[str]:
+        return [str(line) for line in self.status.get('assignableLines') or []]
+
+
+def read_cluster(*, api: ApiServerThread, with_events: bool) -> Snapshot:
+    pool = api.get(POOLS, NAMESPACE, POOL) or {}
+    servers = [
+        server_row(body) for body in api.list(SERVERS, NAMESPACE)
+        if (body.get('spec') or {}).get('pool') == POOL
+    ]
+    events = read_events(api=api) if with_events else ()
+    return Snapshot(pool=pool, servers=tuple(sorted(servers, key=lambda s: _ordinal_key(s.name))), events=events)
+
+
+def server_row(body: Mapping[str, Any]) -> ServerRow:
+    meta = body.get('metadata') or {}
+    status = body.get('status') or {}
+    label = (meta.get('labels') or {}).get(ASSIGNABLE_LABEL)
+    utilization = status.get('utilization')
+    return ServerRow(
+        name=str(meta.get('name')),
+        phase=str(status.get('phase') or '-'),
+        utilization=float(utilization) if isinstance(utilization, int | float) else None,
+        assignable=None if label is None else label == 'true',
+        lines=tuple(str(line.get('id')) for line in (body.get('spec') or {}).get('lines') or []),
+        created_by_operator=(meta.get('annotations') or {}).get(CREATED_BY_ANNOTATION) == OPERATOR_NAME,
+    )
+
+
+def read_events(*, api: ApiServerThread) -> tuple[EventRow, ...]:
+    rows = []
+    for body in api.list('events', NAMESPACE):
+        meta = body.get('metadata') or {}
+        stamp = (body.get('eventTime') or body.get('lastTimestamp') or body.get('firstTimestamp')
+                 or meta.get('creationTimestamp'))
+        rows.append(EventRow(
+            at=_parse_time(stamp), type=str(body.get('type') or ''), reason=str(body.get('reason') or ''),
+            obj=str((body.get('involvedObject') or {}).get('name') or ''),
+            message=' '.join(str(body.get('message') or '').split()),
+        ))
+    return tuple(sorted(rows, key=lambda e: e.at))
+
+
+def _parse_time(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return datetime.fromtimestamp(0, tz=UTC)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _ordinal_key(name: str) -> tuple[str, int]:
+    # support-10 after support-9, not after support-1.
+    base, _, tail = name.rpartition('-')
+    return (base, int(tail)) if tail.isdigit() else (name, -1)
+
+
+# ------------------------------------------------------------------------------------------------
+# What happened: milestones for the view and the summary.
+
+@dataclasses.dataclass
+class Timeline:
+    """First sightings, in seconds since the demo started."""
+
+    started: datetime
+    saturated: dict[str, float] = dataclasses.field(default_factory=dict)
+    added: dict[str, float] = dataclasses.field(default_factory=dict)
+    first_new_user: dict[str, float] = dataclasses.field(default_factory=dict)
+    events: dict[str, EventRow] = dataclasses.field(default_factory=dict)  # by a stable key
+
+    def observe(self, *, snapshot: Snapshot, elapsed: float) -> None:
+        for server in snapshot.servers:
+            # The label is what a dispatcher reads; the phase follows it in the same pass.
+            if server.assignable is False or server.phase == 'Saturated':
+                self.saturated.setdefault(server.name, elapsed)
+            if server.created_by_operator:
+                self.added.setdefault(server.name, elapsed)
+        for event in snapshot.events:
+            self.events.setdefault(f"{event.at.isoformat()} {event.reason} {event.obj}", event)
+
+    def placed(self, *, placed: Counter, elapsed: float) -> None:
+        for server in placed:
+            self.first_new_user.setdefault(server, elapsed)
+
+    def reasons(self) -> Counter:
+        return collections.Counter(event.reason for event in self.events.values())
+
+    def since_start(self, at: datetime) -> float:
+        return (at - self.started).total_seconds()
+
+
+# ------------------------------------------------------------------------------------------------
+# The view.
+
+def bar(*, fraction: float | None, mark: float, width: int = BAR_WIDTH) -> str:
+    """``[######|---]``: filled up to ``fraction``, with ``|`` at ``mark`` (a threshold)."""
+    if fraction is None:
+        return '[' + '?' * width + ']'
+    filled = min(width, max(0, round(fraction * width)))
+    cells = ['#'] * filled + ['-'] * (width - filled)
+    position = min(width - 1, max(0, round(mark * width)))
+    cells[position] = '|'
+    return '[' + ''.join(cells) + ']'
+
+
+def percent(fraction: float | None) -> str:
+    return '  ?%' if fraction is None else f"{round(fraction * 100):3d}%"
+
+
+def fit(text: str, width: int = WIDTH) -> str:
+    return text if len(text) <= width else text[:width - 1] + '…'
+
+
+def short_line(line: str) -> str:
+    # The demo's numbers share their first digits; the last four tell them apart.
+    return '…' + line[-4:] if len(line) > 6 else line
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    stop_at: float
+    scale_up_at: float
+
+    @classmethod
+    def of(cls, pool: Mapping[str, Any]) -> 'Thresholds':
+        spec = pool.get('spec') or {}
+        return cls(stop_at=float((spec.get('assignment') or {}).get('stopAt', 0.75)),
+                   scale_up_at=float((spec.get('scaling') or {}).get('scaleUpAt', 0.7)))
+
+
+def render(
+        *,
+        snapshot: Snapshot,
+        timeline: Timeline,
+        elapsed: float,
+        duration: float,
+        rate: float,
+        recent: Mapping[str, int],
+        events: Sequence[EventRow],
+) -> list[str]:
+    """The screen, as lines of at most :data:`WIDTH` characters."""
+    limits = Thresholds.of(snapshot.pool)
+    status = snapshot.status
+    utilization = status.get('utilization')
+    pool_fraction = float(utilization) if isinstance(utilization, int | float) else None
+    lines = [
+        f"linepool demo · LinePool {NAMESPACE}/{POOL} · {elapsed:5.1f}s of {duration:.0f}s"
+        f" · traffic {rate:5.1f} msg/s",
+        f"pool utilization {bar(fraction=pool_fraction, mark=limits.scale_up_at)} {percent(pool_fraction)}"
+        f"   (| = scaleUpAt {round(limits.scale_up_at * 100)}%)   servers {len(snapshot.servers)}",
+        '',
+        f"{'SERVER':<10} {'PHASE':<9} {'UTILIZATION (| = stopAt ' + str(round(limits.stop_at * 100)) + '%)':<27}"
+        f" {'ASSIGNABLE':<10} {'NEW USERS/' + str(round(RECENT_WINDOW)) + 's':<13} LINES",
+    ]
+    for server in snapshot.servers:
+        assignable = {True: 'yes', False: 'no', None: '-'}[server.assignable]
+        lines.append(fit(
+            f"{server.name:<10} {server.phase:<9} {bar(fraction=server.utilization, mark=limits.stop_at)}"
+            f" {percent(server.utilization)} {assignable:<10} {recent.get(server.name, 0):<13}"
+            f" {' '.join(short_line(line) for line in server.lines)}"))
+    assignable_lines = snapshot.assignable_lines
+    shown = ' '.join(assignable_lines[:6]) + (' …' if len(assignable_lines) > 6 else '')
+    recommendation = status.get('recommendation') or {}
+    lines += [
+        '',
+        fit(f"new users go to (status.assignableLines): {shown or '(none)'}"),
+        fit(f"recommendation: {recommendation.get('action', '-')} — {recommendation.get('reason', 'not yet decided')}"),
+        '',
+        'events:' if events else 'events: (none yet)',
+    ]
+    lines += [format_event(event=event, timeline=timeline) for event in events]
+    return lines
+
+
+def format_event(*, event: EventRow, timeline: Timeline) -> str:
+    return fit(f"  {timeline.since_start(event.at):+6.1f}s {event.reason:<16} {event.obj:<10} {event.message}")
+
+
+class Screen:
+    """
+    Draws the view: in place on a terminal, as appended blocks anywhere else.
+
+    A CI log cannot be redrawn, so there each refresh prints a compact block, and events
+    are printed once, when they first appear, instead of as a rolling list.
+    """
+
+    def __init__(self, *, out: TextIO) -> None:
+        super().__init__()
+        self._out = out
+        self.tty = out.isatty()
+        self._printed_events: set[tuple[datetime, str, str]] = set()
+
+    def pick_events(self, events: Sequence[EventRow]) -> list[EventRow]:
+        """The events to show: the latest few on a terminal, the ones not printed yet in a log."""
+        if self.tty:
+            return list(events[-EVENTS_SHOWN:])
+        new = [e for e in events if (e.at, e.reason, e.obj) not in self._printed_events]
+        self._printed_events.update((e.at, e.reason, e.obj) for e in new)
+        return new
+
+    def draw(self, lines: Sequence[str]) -> None:
+        if self.tty:
+            # Home, then overwrite each line and clear what is left: no flicker, unlike a full clear.
+            self._out.write('\x1b[H' + ''.join(f"{line}\x1b[K\n" for line in lines) + '\x1b[J')
+        else:
+            # Compact: no blank spacer lines in a log, and a rule between two refreshes.
+            self._out.write('\n'.join(['─' * 40, *(line for line in lines if line)]) + '\n')
+        self._out.flush()
+
+    def say(self, message: str) -> None:
+        self._out.write(message + '\n')
+        self._out.flush()
+
+    def clear(self) -> None:
+        if self.tty:
+            self._out.write('\x1b[H\x1b[2J')
+            self._out.flush()
+
+
+# ------------------------------------------------------------------------------------------------
+# Setting up.
+
+def load_manifests(*, folder: pathlib.Path) -> list[dict[str, Any]]:
+    """Every YAML document of ``folder/*.yaml``, in file-name order (as ``kubectl apply -f`` does)."""
+    files = sorted(folder.glob('*.yaml'))
+    if not files:
+        raise DemoError(f"no manifests in {folder}; the demo expects examples/demo/*.yaml in the repository")
+    manifests: list[dict[str, Any]] = []
+    for path in files:
+        with path.open(encoding='utf-8') as stream:
+            manifests += [doc for doc in yaml.safe_load_all(stream) if isinstance(doc, dict)]
+    return manifests
+
+
+def check_port_free(*, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError as error:
+            raise DemoError(
+                f"port {port} on 127.0.0.1 is busy ({error.strerror}), but the demo's LinePool points its "
+                f"Prometheus at http://127.0.0.1:{port}. Stop whatever listens there (another demo? "
+                f"a local Prometheus? see: ss -ltnp 'sport = :{port}') and try again."
+            ) from None
+
+
+def fresh_workdir(*, workdir: pathlib.Path) -> None:
+    """Clear what an earlier run left, so that logs and Prometheus's data are this run's only."""
+    # Old samples of support-0 in the TSDB would count toward today's quota in this run too.
+    shutil.rmtree(workdir / 'prometheus', ignore_errors=True)
+    (workdir / 'operator.log').unlink(missing_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+
+def series_ready(*, prometheus: PrometheusProcess, server: str, lines: int) -> bool:
+    """Whether Prometheus has scraped every line of the server (so its counters start at zero)."""
+    try:
+        return len(prometheus.query(f'imessage_messages_sent_total{{server="{server}"}}', timeout=1.0)) >= lines
+    except (urllib.error.URLError, OSError, RuntimeError):
+        return False
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, alive: Callable[[], None]) -> None:
+    """Poll ``check``; ``alive`` raises if a process we wait on died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        alive()
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def log_tail(path: pathlib.Path, *, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding='utf-8', errors='replace')
+    except OSError:
+        return '(no log)'
+    return '\n'.join('    ' + line for line in text.splitlines()[-lines:])
+
+
+@dataclasses.dataclass
+class Rig:
+    """The running pieces, and the demo's own bookkeeping about them."""
+
+    api: ApiServerThread
+    fleet: Fleet
+    prometheus: PrometheusProcess
+    operator: OperatorProcess
+    traffic: Traffic
+    pending: dict[str, int] = dataclasses.field(default_factory=dict)  # exported, not yet scraped
+
+    def check_operator(self) -> None:
+        if not self.operator.running:
+            raise DemoError(f"the operator exited; the end of {self.operator.log_path}:\n"
+                            f"{log_tail(self.operator.log_path)}")
+
+    def track_new_servers(self, *, snapshot: Snapshot) -> None:
+        """Export servers the operator added, and carry their lines once Prometheus has them at zero."""
+        exported = self.fleet.servers()
+        for server in snapshot.servers:
+            if server.name not in exported:
+                # Exported before any traffic: increase() ignores a counter's value at its first sample.
+                self.fleet.add_server(server.name, list(server.lines))
+                self.pending[server.name] = len(server.lines)
+        for name, count in list(self.pending.items()):
+            if series_ready(prometheus=self.prometheus, server=name, lines=count):
+                self.traffic.add_lines(server=name, lines=self.fleet.servers()[name])
+                del self.pending[name]
+
+    def assignable(self, *, snapshot: Snapshot) -> list[LineKey]:
+        """The pool's assignable lines in its order, restricted to lines the users can reach yet."""
+        owner = {line: server for server, lines in self.fleet.servers().items()
+                 if server not in self.pending for line in lines}
+        return [(owner[line], line) for line in snapshot.assignable_lines if line in owner]
+
+
+def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequence[Mapping[str, Any]],
+              deadline: float) -> Rig:
+    """Start everything in order; each piece is stopped by ``stack``, also when a later one fails."""
+    fresh_workdir(workdir=WORKDIR)
+
+    screen.say("· starting the sandbox Kubernetes API …")
+    api = ApiServerThread().start()
+    stack.callback(_quietly, api.stop, what='the API server')
+    api.apply({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': NAMESPACE}})
+    kubeconfig = api.write_kubeconfig(WORKDIR / 'kubeconfig', namespace=NAMESPACE)
+
+    screen.say("· starting the simulated fleet and Prometheus on 127.0.0.1:19090 …")
+    fleet = Fleet().start()
+    stack.callback(_quietly, fleet.stop, what='the fleet')
+    traffic = Traffic(sink=fleet)
+    servers = [m for m in manifests if m.get('kind') == 'MessagingServer']
+    for manifest in servers:
+        name = str(manifest['metadata']['name'])
+        lines = [str(line['id']) for line in manifest['spec']['lines']]
+        # Exported before Prometheus's first scrape, so every counter is first seen at zero.
+        fleet.add_server(name, lines)
+        traffic.add_lines(server=name, lines=lines, conversations=INITIAL_CONVERSATIONS.get(name, ()))
+    prometheus = PrometheusProcess([fleet.target], port=PROMETHEUS_PORT, workdir=WORKDIR / 'prometheus')
+    stack.callback(_quietly, prometheus.stop, what='Prometheus')
+    prometheus.start()
+
+    screen.say(f"· applying {len(manifests)} manifests from {_relative(EXAMPLES_DIR)} …")
+    for manifest in manifests:
+        api.apply(dict(manifest))
+
+    screen.say(f"· starting the operator (log: {_relative(WORKDIR / 'operator.log')}) …")
+    operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=WORKDIR / 'operator.log')
+    stack.callback(_quietly, operator.stop, what='the operator')
+    operator.start()
+    rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic)
+
+    def budget() -> float:
+        return max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic()))
+
+    screen.say("· waiting for Prometheus's first scrape and the operator's first pass …")
+    exported = fleet.servers()
+    wait_until(lambda: all(series_ready(prometheus=prometheus, server=name, lines=len(lines))
+                           for name, lines in exported.items()),
+               timeout=budget(), what="Prometheus to scrape the fleet", alive=rig.check_operator)
+    wait_until(lambda: bool(read_cluster(api=api, with_events=False).assignable_lines), timeout=budget(),
+               what="the operator to publish the pool's assignable lines", alive=rig.check_operator)
+    return rig
+
+
+def _quietly(stop: Callable[[], None], *, what: str) -> None:
+    # One piece failing to stop must not keep the others running.
+    try:
+        stop()
+    except Exception as error:
+        print(f"warning: could not stop {what}: {error}", file=sys.stderr)
+
+
+def _relative(path: pathlib.Path) -> str:
+    try:
+        return str(path.relative_to(pathlib.Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Running.
+
+def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadline: float, duration: float) -> None:
+    """The main loop: traffic every tick, a new screen every refresh, until the deadline."""
+    traffic_started = time.monotonic()
+    recent: collections.deque[tuple[float, Counter]] = collections.deque()
+    next_tick = next_refresh = traffic_started
+    while (now := time.monotonic()) < deadline:
+        rig.check_operator()
+        refresh = now >= next_refresh
+        # Read every tick: new users must follow assignableLines as soon as the operator moves it.
+        snapshot = read_cluster(api=rig.api, with_events=refresh)
+        rig.track_new_servers(snapshot=snapshot)
+        placed = rig.traffic.tick(elapsed=now - traffic_started, seconds=TICK,
+                                  assignable=rig.assignable(snapshot=snapshot))
+        timeline.placed(placed=placed, elapsed=now - started)
+        recent.append((now, placed))
+        while recent and recent[0][0] < now - RECENT_WINDOW:
+            recent.popleft()
+        if refresh:
+            timeline.observe(snapshot=snapshot, elapsed=now - started)
+            screen.draw(render(
+                snapshot=snapshot, timeline=timeline, elapsed=now - started, duration=duration,
+                rate=rig.traffic.rate(elapsed=now - traffic_started),
+                recent=sum((counts for _, counts in recent), collections.Counter()),
+                events=screen.pick_events(snapshot.events),
+            ))
+            next_refresh += REFRESH
+        next_tick += TICK
+        time.sleep(max(0.0, min(next_tick, deadline) - time.monotonic()))
+
+
+def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float) -> tuple[list[str], list[str]]:
+    """The summary lines, and what did not happen (empty when the demo showed its story)."""
+    def when(moments: Mapping[str, float]) -> str:
+        return ', '.join(f"{name} at +{at:.0f}s" for name, at in sorted(moments.items(), key=lambda i: i[1])) or 'none'
+
+    reasons = timeline.reasons()
+    lines = [
+        f"Summary after {elapsed:.0f}s:",
+        f"  saturated (label {ASSIGNABLE_LABEL}=false): {when(timeline.saturated)}",
+        f"  servers added by the operator:             {when(timeline.added)}",
+        f"  first new user on each server:             {when(timeline.first_new_user)}",
+    ]
+    if traffic is not None:
+        users = ', '.join(f"{name} {count}" for name, count in sorted(traffic.new_users.items())) or 'none'
+        lines.append(f"  new users placed: {users}; messages sent: {traffic.sent}")
+    lines.append("  events seen: " + (', '.join(f"{reason} ×{count}" for reason, count in sorted(reasons.items()))
+                                      or 'none'))
+    lines.append(f"  operator log: {_relative(WORKDIR / 'operator.log')}; "
+                 f"Prometheus log: {_relative(WORKDIR / 'prometheus' / 'prometheus.log')}")
+    missing = []
+    if not timeline.saturated and not reasons[SATURATED_REASON]:
+        missing.append("no server reached stopAt (no ServerSaturated)")
+    if not timeline.added and not reasons[SCALED_UP_REASON]:
+        missing.append("the operator added no server (no ScaledUp)")
+    return lines, missing
+
+
+def run_demo(*, duration: float, out: TextIO) -> int:
+    """Run the demo for ``duration`` seconds in all (start-up included); returns the exit code."""
+    started = time.monotonic()
+    deadline = started + duration
+    screen = Screen(out=out)
+    timeline = Timeline(started=datetime.now(tz=UTC))
+    rig: Rig | None = None
+    code = EXIT_OK
+    try:
+        manifests = load_manifests(folder=EXAMPLES_DIR)
+        check_port_free(port=PROMETHEUS_PORT)
+        with contextlib.ExitStack() as stack:
+            try:
+                rig = start_rig(stack=stack, screen=screen, manifests=manifests, deadline=deadline)
+                screen.clear()
+                drive(rig=rig, screen=screen, timeline=timeline, started=started, deadline=deadline,
+                      duration=duration)
+                # A last look, so that the summary includes what happened in the final seconds.
+                timeline.observe(snapshot=read_cluster(api=rig.api, with_events=True),
+                                 elapsed=time.monotonic() - started)
+            finally:
+                screen.say("· stopping the operator, Prometheus, the fleet and the API server …")
+                # A second Ctrl-C would cut the teardown short and leave children behind.
+                with _sigint_ignored():
+                    stack.close()
+    except DemoError as error:
+        screen.say(f"\nThe demo cannot run: {error}")
+        return EXIT_CANNOT_START
+    except PrometheusNotInstalled as error:
+        screen.say(f"\nThe demo needs Prometheus: {error}")
+        return EXIT_CANNOT_START
+    except KeyboardInterrupt:
+        screen.say("\nInterrupted.")
+        code = EXIT_INTERRUPTED
+    lines, missing = summarize(timeline=timeline, traffic=rig.traffic if rig else None,
+                               elapsed=time.monotonic() - started)
+    screen.say('\n' + '\n'.join(lines))
+    if code == EXIT_INTERRUPTED:
+        return code
+    if missing:
+        screen.say("\nNOT SHOWN: " + '; '.join(missing) + '.'
+                   + (f" The demo ran {duration:.0f}s; the whole story needs about {DEFAULT_DURATION:.0f}s."
+                      if duration < DEFAULT_DURATION else f" See {_relative(WORKDIR / 'operator.log')}."))
+        return EXIT_NOT_SHOWN
+    screen.say("\nOK: servers saturated one after the other, the operator added a server, and new users moved to it.")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the children are stopped too.
+    raise KeyboardInterrupt
+
+
+def parse_duration(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_DURATION:.0f} seconds")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m linepool.sandbox.demo',
+        description="Run the operator against an embedded cluster, a real Prometheus and a simulated fleet, "
+                    "and watch it take saturated servers out of rotation and add a server.",
+    )
+    parser.add_argument('--duration', type=parse_duration, default=DEFAULT_DURATION, metavar='SECONDS',
+                        help=f"how long to run, start-up included (default {DEFAULT_DURATION:.0f}, "
+                             f"at most {MAX_DURATION:.0f}); shorter runs are smoke tests")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    return run_demo(duration=args.duration, out=sys.stdout)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
