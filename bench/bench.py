@@ -72,11 +72,13 @@ def live(*, servers: int, lines: int, workdir: pathlib.Path) -> dict[str, float]
             wait(lambda: (api.get("linepools", NAMESPACE, pool) or {}).get("status", {}).get("servers", {})
                  .get("total") == servers, 180, "the first pass over every server")
             # Settle: the first passes write every server's status and label once.
+            def polls() -> float:
+                return metric(operator.metrics(), "linepool_reconcile_duration_seconds_count", pool)
+
             quiet_polls = 0
             while quiet_polls < 2:
-                before_writes, before = api.write_count(), metric(operator.metrics(), "linepool_reconcile_duration_seconds_count", pool)
-                wait(lambda: metric(operator.metrics(), "linepool_reconcile_duration_seconds_count", pool) > before,
-                     60, "a poll")
+                before_writes, target = api.write_count(), polls() + 1
+                wait(lambda: polls() >= target, 60, "a poll")  # noqa: B023 (called at once)
                 quiet_polls = quiet_polls + 1 if api.write_count() == before_writes else 0
             page = operator.metrics()
             polls0 = metric(page, "linepool_reconcile_duration_seconds_count", pool)

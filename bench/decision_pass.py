@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from linepool.adapters.prometheus import render_queries
 from linepool.api.spec import parse_pool_spec
 from linepool.logic.observations import Sample, assemble
-from linepool.process import tune_garbage_collector
 from linepool.logic.pool import PoolDecision, PoolMemory, PoolView, ServerView, decide_pool
+from linepool.process import tune_garbage_collector
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

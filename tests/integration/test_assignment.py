@@ -79,8 +79,8 @@ def test_operator_metrics_are_exported(sandbox: Sandbox) -> None:
     sandbox.server("obs-0", "obs", ["+14155551200"])
     sandbox.send("obs-0", 1000)
     operator = sandbox.start_operator()
-    wait_for(lambda: 'linepool_server_utilization{namespace="%s",pool="obs",server="obs-0"} 0.2'
-             % sandbox.namespace in operator.metrics(), what="server utilization metric")
+    series = f'linepool_server_utilization{{namespace="{sandbox.namespace}",pool="obs",server="obs-0"}} 0.2'
+    wait_for(lambda: series in operator.metrics(), what="server utilization metric")
     page = operator.metrics()
     for name in ("linepool_pool_utilization", "linepool_pool_assignable_lines", "linepool_pool_servers",
                  "linepool_reconcile_duration_seconds_bucket", "linepool_prometheus_queries_total",

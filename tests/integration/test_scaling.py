@@ -40,7 +40,8 @@ def test_scale_up_creates_exactly_one_server_from_the_template(sandbox: Sandbox)
     assert created["metadata"]["labels"]["team"] == "support"
     assert created["metadata"]["annotations"]["owner"] == "ops"
     owner = created["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner["uid"]) == ("LinePool", "grow", sandbox.get("linepools", "grow")["metadata"]["uid"])
+    pool_uid = sandbox.get("linepools", "grow")["metadata"]["uid"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("LinePool", "grow", pool_uid)
 
     wait_for(lambda: sandbox.status("linepools", "grow").get("lastScaleTime"), what="lastScaleTime")
     wait_for(lambda: sandbox.events("ScaledUp", involving="grow"), what="a ScaledUp event")

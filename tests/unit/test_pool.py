@@ -45,7 +45,8 @@ class FakePool:
             for server, total in sent.items():
                 lines = LINES[server]
                 samples[f"support-{server}"] = {
-                    line: line_overrides.get(line.replace("+", "p"), LineSample(sent=total / len(lines), activity=total))
+                    line: line_overrides.get(
+                        line.replace("+", "p"), LineSample(sent=total / len(lines), activity=total))
                     for line in lines
                 }
             observation = Observation(time=now, samples=samples)

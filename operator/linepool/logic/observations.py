@@ -2,8 +2,8 @@
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 from linepool.api.types import LineState
 

@@ -87,7 +87,7 @@ class OperatorProcess:
     def metrics(self, timeout: float = 5.0) -> str:
         """The operator's own /metrics page."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return str(response.read().decode())
 
     def wait_metrics(self, timeout: float = 20.0) -> str:
