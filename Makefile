@@ -47,7 +47,7 @@ bench: setup
 	$(BIN)/python -m bench.bench
 
 e2e: setup
-	$(BIN)/pytest tests/e2e -q -m e2e
+	$(BIN)/pytest tests/e2e -q -rs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo

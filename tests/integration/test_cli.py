@@ -1,6 +1,7 @@
 """The ``linepool`` command: help, version, JSON logs, and peering between two replicas."""
 
 import json
+import urllib.request
 import subprocess
 import sys
 
@@ -57,3 +58,20 @@ def test_peering_keeps_a_single_active_replica(sandbox: Sandbox) -> None:
     sandbox.api.patch("linepools", sandbox.namespace, "peer", {"spec": {"scaling": {"mode": "DryRun"}}})
     wait_for(lambda: sandbox.status("linepools", "peer").get("observedGeneration") == 2,
              what="the active replica to reconcile the change")
+
+
+@pytest.mark.integration
+def test_liveness_endpoint(sandbox: Sandbox) -> None:
+    from linepool.sandbox.prometheus import free_port
+
+    port = free_port()
+    sandbox.start_operator(extra_args=["--liveness", f"http://127.0.0.1:{port}/healthz"])
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_for(healthy, what="the liveness endpoint")
