@@ -84,3 +84,18 @@ def test_invalid_specs_are_reported_and_only_that_object_is_skipped(sandbox: San
     sandbox.api.patch("linepools", sandbox.namespace, "mars", {"spec": {"quotas": {"timezone": "Europe/Paris"}}})
     wait_for(lambda: sandbox.condition("linepools", "mars", "InvalidSpec").get("status") == "False",
              what="InvalidSpec cleared")
+
+
+def test_deleting_a_pool_leaves_the_users_servers_reported_not_deleted(sandbox: Sandbox) -> None:
+    sandbox.pool("gone", scaling={"mode": "Off"})
+    sandbox.server("gone-0", "gone", ["+14155556000"])
+    sandbox.start_operator()
+    wait_for(lambda: sandbox.label("gone-0") == "true", what="the server decided")
+    sandbox.api.delete("linepools", sandbox.namespace, "gone")
+    wait_for(lambda: sandbox.api.get("linepools", sandbox.namespace, "gone") is None, what="the pool to go")
+    orphan = wait_for(lambda: sandbox.condition("messagingservers", "gone-0", "InvalidSpec").get("status") == "True"
+                      and sandbox.condition("messagingservers", "gone-0", "InvalidSpec"), what="PoolNotFound")
+    assert orphan["reason"] == "PoolNotFound"
+    wait_for(lambda: sandbox.label("gone-0") == "false", what="the label to follow")
+    assert sandbox.status("messagingservers", "gone-0")["assignable"] is False
+    assert sandbox.api.get("messagingservers", sandbox.namespace, "gone-0") is not None

@@ -31,6 +31,7 @@ from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, parse_pool_spec
 from linepool.api.types import ConditionType, Reason
 from linepool.handlers.events import post_event
+from linepool.handlers.servers import report_missing_pool
 from linepool.logic.pool import (
     Event,
     PoolDecision,
@@ -80,6 +81,12 @@ async def run_pool(
             await stopped.wait(interval)
     finally:
         telemetry.forget_pool(namespace=namespace, pool=name, servers=sorted(runtime.known_servers))
+    if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+        # The user's own servers outlive the pool (the operator's are garbage-collected through
+        # their owner references): say on each of them that nothing decides for it any more.
+        for server in servers_by_namespace.get(namespace, []):
+            if (server.get("spec") or {}).get("pool") == name:
+                await report_missing_pool(server=server, writer=memo.kubernetes)
 
 
 async def reconcile_once(

@@ -118,18 +118,25 @@ class Profile:
         return self.points[-1][1]
 
 
-# Messages per second that one open conversation sends: a rush that builds for about a minute
-# and a half, then passes. The quota counts a rolling day and never forgets within the demo, so
-# the rush has to pass, or the pool would keep crossing scaleUpAt until maxServers.
-ACTIVITY: Final = Profile(((0.0, 0.10), (45.0, 0.26), (80.0, 0.30), (95.0, 0.08)))
-# New users per second. Each one is a new conversation placed on the next assignable line.
-ARRIVALS: Final = Profile(((0.0, 0.5), (45.0, 1.1), (90.0, 1.1), (100.0, 0.7)))
+# Messages per second that one open conversation sends: a rush that builds for about a minute,
+# holds, then passes. The quota counts a rolling day and forgets nothing within the demo, so
+# the rush has to pass: otherwise the pool would cross scaleUpAt again (2100 of 3000 messages)
+# and keep adding servers up to maxServers. Tuned so that, counted from the first message,
+# support-0 saturates at ~60s, support-2 is added at ~63s, support-1 saturates at ~75s, and
+# the pool ends near 60% even with --duration 150.
+ACTIVITY: Final = Profile(((0.0, 0.14), (35.0, 0.42), (64.0, 0.42), (76.0, 0.03)))
+# New users per second. Each one is a new conversation placed on the next assignable line; at
+# most ~20 land on one line, well under the pool's 50 new conversations per line per day.
+ARRIVALS: Final = Profile(((0.0, 0.5), (40.0, 0.8)))
 # Open conversations per line at the start, in each server's line order. support-0 is the
 # busier server, so the two saturate one after the other rather than together.
 INITIAL_CONVERSATIONS: Final[Mapping[str, tuple[int, ...]]] = {
     'support-0': (14, 14, 6),
-    'support-1': (9, 9, 4),
+    'support-1': (11, 11, 4),
 }
+# Mean length of a conversation, in seconds (the demo's clock runs fast, like its quota). On a
+# server out of rotation, conversations end and none start, so its traffic fades.
+LIFETIME: Final = 120.0
 REPLY_RATIO: Final = 0.8  # users answer most messages; the operator counts sent ones only
 
 
@@ -150,12 +157,14 @@ class Traffic:
             sink: TrafficSink,
             activity: Callable[[float], float] = ACTIVITY,
             arrivals: Callable[[float], float] = ARRIVALS,
+            lifetime: float = LIFETIME,
     ) -> None:
         super().__init__()
         self._sink = sink
         self._activity = activity
         self._arrivals = arrivals
-        self._conversations: dict[LineKey, int] = {}
+        self._lifetime = lifetime
+        self._conversations: dict[LineKey, float] = {}
         self._carry: dict[LineKey, float] = {}
         self._reply_carry: dict[LineKey, float] = {}
         self._arrival_carry = 0.0
@@ -180,8 +189,10 @@ class Traffic:
         lines the demo carries. When it is empty, arriving users wait for the next tick.
         """
         per_message = self._activity(elapsed)
+        ending = math.exp(-seconds / self._lifetime)
         for key, open_conversations in self._conversations.items():
             self._send(key=key, due=open_conversations * per_message * seconds)
+            self._conversations[key] = open_conversations * ending
         self._arrival_carry += self._arrivals(elapsed) * seconds
         placed: Counter = collections.Counter()
         while self._arrival_carry >= 1 and assignable:
@@ -231,6 +242,7 @@ class ServerRow:
     assignable: bool | None  # the label linepool.dev/assignable, as dispatchers read it
     lines: tuple[str, ...]
     created_by_operator: bool
+    created: datetime | None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -281,6 +293,7 @@ def server_row(body: Mapping[str, Any]) -> ServerRow:
         assignable=None if label is None else label == 'true',
         lines=tuple(str(line.get('id')) for line in (body.get('spec') or {}).get('lines') or []),
         created_by_operator=(meta.get('annotations') or {}).get(CREATED_BY_ANNOTATION) == OPERATOR_NAME,
+        created=_parse_time(meta['creationTimestamp']) if meta.get('creationTimestamp') else None,
     )
 
 
@@ -317,33 +330,55 @@ def _ordinal_key(name: str) -> tuple[str, int]:
 
 @dataclasses.dataclass
 class Timeline:
-    """First sightings, in seconds since the demo started."""
+    """When things first happened, in seconds since the demo started; for the summary."""
 
     started: datetime
     saturated: dict[str, float] = dataclasses.field(default_factory=dict)
     added: dict[str, float] = dataclasses.field(default_factory=dict)
     first_new_user: dict[str, float] = dataclasses.field(default_factory=dict)
-    events: dict[str, EventRow] = dataclasses.field(default_factory=dict)  # by a stable key
+    users_after_scale_up: Counter = dataclasses.field(default_factory=collections.Counter)
+    events: dict[tuple[datetime, str, str], EventRow] = dataclasses.field(default_factory=dict)
+    pool_utilization: float | None = None
 
     def observe(self, *, snapshot: Snapshot, elapsed: float) -> None:
         for server in snapshot.servers:
             # The label is what a dispatcher reads; the phase follows it in the same pass.
             if server.assignable is False or server.phase == 'Saturated':
-                self.saturated.setdefault(server.name, elapsed)
+                _earliest(self.saturated, server.name, elapsed)
             if server.created_by_operator:
-                self.added.setdefault(server.name, elapsed)
+                _earliest(self.added, server.name, self.since_start(server.created) if server.created else elapsed)
         for event in snapshot.events:
-            self.events.setdefault(f"{event.at.isoformat()} {event.reason} {event.obj}", event)
+            self.events.setdefault((event.at, event.reason, event.obj), event)
+            # The event carries the operator's own time, sharper than our 2-second refreshes.
+            if event.reason == SATURATED_REASON:
+                _earliest(self.saturated, event.obj, self.since_start(event.at))
+        utilization = snapshot.status.get('utilization')
+        if isinstance(utilization, int | float):
+            self.pool_utilization = float(utilization)
 
     def placed(self, *, placed: Counter, elapsed: float) -> None:
-        for server in placed:
+        for server, count in placed.items():
             self.first_new_user.setdefault(server, elapsed)
+            if self.added:
+                self.users_after_scale_up[server] += count
 
     def reasons(self) -> Counter:
         return collections.Counter(event.reason for event in self.events.values())
 
     def since_start(self, at: datetime) -> float:
         return (at - self.started).total_seconds()
+
+    def milestones(self) -> list[tuple[float, str]]:
+        moments = [(at, f"{name} saturated: out of rotation ({ASSIGNABLE_LABEL}=false)")
+                   for name, at in self.saturated.items()]
+        moments += [(at, f"{name} added by the operator (ScaledUp)") for name, at in self.added.items()]
+        moments += [(self.first_new_user[name], f"first new user placed on {name}")
+                    for name in self.added if name in self.first_new_user]
+        return sorted(moments)
+
+
+def _earliest(moments: dict[str, float], name: str, at: float) -> None:
+    moments[name] = min(at, moments.get(name, at))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -391,23 +426,23 @@ def render(
         timeline: Timeline,
         elapsed: float,
         duration: float,
-        rate: float,
+        traffic: str,
         recent: Mapping[str, int],
         events: Sequence[EventRow],
+        compact: bool,
 ) -> list[str]:
-    """The screen, as lines of at most :data:`WIDTH` characters."""
+    """The screen, as lines of at most :data:`WIDTH` characters; ``compact`` for logs."""
     limits = Thresholds.of(snapshot.pool)
     status = snapshot.status
     utilization = status.get('utilization')
     pool_fraction = float(utilization) if isinstance(utilization, int | float) else None
+    stop_at = f"UTILIZATION (|=stopAt {round(limits.stop_at * 100)}%)"
     lines = [
-        f"linepool demo · LinePool {NAMESPACE}/{POOL} · {elapsed:5.1f}s of {duration:.0f}s"
-        f" · traffic {rate:5.1f} msg/s",
+        fit(f"linepool demo · LinePool {NAMESPACE}/{POOL} · {elapsed:5.1f}s of {duration:.0f}s · {traffic}"),
         f"pool utilization {bar(fraction=pool_fraction, mark=limits.scale_up_at)} {percent(pool_fraction)}"
         f"   (| = scaleUpAt {round(limits.scale_up_at * 100)}%)   servers {len(snapshot.servers)}",
         '',
-        f"{'SERVER':<10} {'PHASE':<9} {'UTILIZATION (| = stopAt ' + str(round(limits.stop_at * 100)) + '%)':<27}"
-        f" {'ASSIGNABLE':<10} {'NEW USERS/' + str(round(RECENT_WINDOW)) + 's':<13} LINES",
+        f"{'SERVER':<10} {'PHASE':<9} {stop_at:<27} {'ASSIGNABLE':<10} {f'NEW USERS/{RECENT_WINDOW:.0f}s':<13} LINES",
     ]
     for server in snapshot.servers:
         assignable = {True: 'yes', False: 'no', None: '-'}[server.assignable]
@@ -423,10 +458,26 @@ def render(
         fit(f"new users go to (status.assignableLines): {shown or '(none)'}"),
         fit(f"recommendation: {recommendation.get('action', '-')} — {recommendation.get('reason', 'not yet decided')}"),
         '',
-        'events:' if events else 'events: (none yet)',
     ]
-    lines += [format_event(event=event, timeline=timeline) for event in events]
-    return lines
+    if events or not compact:
+        # In a log, events are printed once, as they come; nothing new means nothing to print.
+        lines.append(f"events (latest {EVENTS_SHOWN}):" if not compact else 'new events:')
+        lines += [format_event(event=event, timeline=timeline) for event in events] or ['  (none yet)']
+    return [line for line in lines if line] if compact else lines
+
+
+def describe_traffic(*, rate: float, elapsed: float, activity: Profile = ACTIVITY) -> str:
+    """``traffic 31.2 msg/s (the rush builds)``: why the rate moves, for the headline."""
+    slope = activity(elapsed + 1.0) - activity(elapsed - 1.0)
+    if slope > 0.002:
+        mood = 'the rush builds'
+    elif slope < -0.002:
+        mood = 'the rush passes'
+    elif activity(elapsed) >= max(value for _, value in activity.points) * 0.99:
+        mood = 'peak hour'
+    else:
+        mood = 'quiet again'
+    return f"traffic {rate:4.1f} msg/s ({mood})"
 
 
 def format_event(*, event: EventRow, timeline: Timeline) -> str:
@@ -460,9 +511,11 @@ class Screen:
             # Home, then overwrite each line and clear what is left: no flicker, unlike a full clear.
             self._out.write('\x1b[H' + ''.join(f"{line}\x1b[K\n" for line in lines) + '\x1b[J')
         else:
-            # Compact: no blank spacer lines in a log, and a rule between two refreshes.
-            self._out.write('\n'.join(['─' * 40, *(line for line in lines if line)]) + '\n')
+            self._out.write('\n'.join(['─' * 40, *lines]) + '\n')
         self._out.flush()
+
+    def error(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
 
     def say(self, message: str) -> None:
         self._out.write(message + '\n')
@@ -491,13 +544,16 @@ def load_manifests(*, folder: pathlib.Path) -> list[dict[str, Any]]:
 
 def check_port_free(*, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As Prometheus binds: a port left in TIME_WAIT by an earlier run is free, a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(('127.0.0.1', port))
         except OSError as error:
             raise DemoError(
-                f"port {port} on 127.0.0.1 is busy ({error.strerror}), but the demo's LinePool points its "
-                f"Prometheus at http://127.0.0.1:{port}. Stop whatever listens there (another demo? "
-                f"a local Prometheus? see: ss -ltnp 'sport = :{port}') and try again."
+                f"port {port} on 127.0.0.1 is busy ({error.strerror}).\n"
+                f"The demo's LinePool reads Prometheus at http://127.0.0.1:{port}, so the demo must run it there.\n"
+                f"Stop whatever listens on it (another demo? a local Prometheus? `ss -ltnp 'sport = :{port}'`\n"
+                f"shows it) and run the demo again."
             ) from None
 
 
@@ -659,9 +715,10 @@ def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadl
             timeline.observe(snapshot=snapshot, elapsed=now - started)
             screen.draw(render(
                 snapshot=snapshot, timeline=timeline, elapsed=now - started, duration=duration,
-                rate=rig.traffic.rate(elapsed=now - traffic_started),
+                traffic=describe_traffic(rate=rig.traffic.rate(elapsed=now - traffic_started),
+                                         elapsed=now - traffic_started),
                 recent=sum((counts for _, counts in recent), collections.Counter()),
-                events=screen.pick_events(snapshot.events),
+                events=screen.pick_events(snapshot.events), compact=not screen.tty,
             ))
             next_refresh += REFRESH
         next_tick += TICK
@@ -670,25 +727,23 @@ def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadl
 
 def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float) -> tuple[list[str], list[str]]:
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
-    def when(moments: Mapping[str, float]) -> str:
-        return ', '.join(f"{name} at +{at:.0f}s" for name, at in sorted(moments.items(), key=lambda i: i[1])) or 'none'
-
     reasons = timeline.reasons()
-    lines = [
-        f"Summary after {elapsed:.0f}s:",
-        f"  saturated (label {ASSIGNABLE_LABEL}=false): {when(timeline.saturated)}",
-        f"  servers added by the operator:             {when(timeline.added)}",
-        f"  first new user on each server:             {when(timeline.first_new_user)}",
-    ]
+    lines = [f"Summary after {elapsed:.0f}s:"]
+    lines += [f"  {at:+6.1f}s  {what}" for at, what in timeline.milestones()] or ["  nothing happened yet"]
     if traffic is not None:
         users = ', '.join(f"{name} {count}" for name, count in sorted(traffic.new_users.items())) or 'none'
         lines.append(f"  new users placed: {users}; messages sent: {traffic.sent}")
+    if timeline.users_after_scale_up:
+        after = ', '.join(f"{name} {count}" for name, count in sorted(timeline.users_after_scale_up.items()))
+        lines.append(f"  new users since the first scale-up: {after}")
+    if timeline.pool_utilization is not None:
+        lines.append(f"  pool utilization at the end: {percent(timeline.pool_utilization).strip()}")
     lines.append("  events seen: " + (', '.join(f"{reason} ×{count}" for reason, count in sorted(reasons.items()))
                                       or 'none'))
-    lines.append(f"  operator log: {_relative(WORKDIR / 'operator.log')}; "
-                 f"Prometheus log: {_relative(WORKDIR / 'prometheus' / 'prometheus.log')}")
+    lines.append(f"  logs: {_relative(WORKDIR / 'operator.log')} (the operator), "
+                 f"{_relative(WORKDIR / 'prometheus' / 'prometheus.log')}")
     missing = []
-    if not timeline.saturated and not reasons[SATURATED_REASON]:
+    if not timeline.saturated:
         missing.append("no server reached stopAt (no ServerSaturated)")
     if not timeline.added and not reasons[SCALED_UP_REASON]:
         missing.append("the operator added no server (no ScaledUp)")
@@ -721,10 +776,10 @@ def run_demo(*, duration: float, out: TextIO) -> int:
                 with _sigint_ignored():
                     stack.close()
     except DemoError as error:
-        screen.say(f"\nThe demo cannot run: {error}")
+        screen.error(f"\nThe demo cannot run: {error}")
         return EXIT_CANNOT_START
     except PrometheusNotInstalled as error:
-        screen.say(f"\nThe demo needs Prometheus: {error}")
+        screen.error(f"\nThe demo needs Prometheus: {error}")
         return EXIT_CANNOT_START
     except KeyboardInterrupt:
         screen.say("\nInterrupted.")
