@@ -1,9 +1,9 @@
 """The ``linepool`` command: help, version, JSON logs, and peering between two replicas."""
 
 import json
-import urllib.request
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 

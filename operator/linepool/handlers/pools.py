@@ -57,7 +57,9 @@ class PoolRuntime:
     known_servers: set[str] = field(default_factory=set)
 
 
-@kopf.daemon(GROUP, VERSION, POOLS, cancellation_timeout=10.0)
+# Signal first and cancel only if the loop has not left after 5s: a deleted pool still has to
+# report its orphaned servers on the way out.
+@kopf.daemon(GROUP, VERSION, POOLS, cancellation_backoff=5.0, cancellation_timeout=10.0)
 async def run_pool(
     *,
     stopped: kopf.DaemonStopped,

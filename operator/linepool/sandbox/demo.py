@@ -49,7 +49,7 @@ from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, OPERATOR_NAME,
 from linepool.sandbox.apiserver import ApiServerThread
 from linepool.sandbox.fleet import Fleet
 from linepool.sandbox.operator_process import OperatorProcess
-from linepool.sandbox.prometheus import PrometheusNotInstalled, PrometheusProcess
+from linepool.sandbox.prometheus import PrometheusNotInstalled, PrometheusProcess, find_binary
 
 __all__ = ['Profile', 'Traffic', 'main', 'run_demo']
 
@@ -628,15 +628,15 @@ class Rig:
 
 
 def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequence[Mapping[str, Any]],
-              deadline: float) -> Rig:
+              workdir: pathlib.Path, deadline: float) -> Rig:
     """Start everything in order; each piece is stopped by ``stack``, also when a later one fails."""
-    fresh_workdir(workdir=WORKDIR)
+    fresh_workdir(workdir=workdir)
 
     screen.say("· starting the sandbox Kubernetes API …")
     api = ApiServerThread().start()
     stack.callback(_quietly, api.stop, what='the API server')
     api.apply({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': NAMESPACE}})
-    kubeconfig = api.write_kubeconfig(WORKDIR / 'kubeconfig', namespace=NAMESPACE)
+    kubeconfig = api.write_kubeconfig(workdir / 'kubeconfig', namespace=NAMESPACE)
 
     screen.say("· starting the simulated fleet and Prometheus on 127.0.0.1:19090 …")
     fleet = Fleet().start()
@@ -649,7 +649,7 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
         # Exported before Prometheus's first scrape, so every counter is first seen at zero.
         fleet.add_server(name, lines)
         traffic.add_lines(server=name, lines=lines, conversations=INITIAL_CONVERSATIONS.get(name, ()))
-    prometheus = PrometheusProcess([fleet.target], port=PROMETHEUS_PORT, workdir=WORKDIR / 'prometheus')
+    prometheus = PrometheusProcess([fleet.target], port=PROMETHEUS_PORT, workdir=workdir / 'prometheus')
     stack.callback(_quietly, prometheus.stop, what='Prometheus')
     prometheus.start()
 
@@ -657,8 +657,8 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
     for manifest in manifests:
         api.apply(dict(manifest))
 
-    screen.say(f"· starting the operator (log: {_relative(WORKDIR / 'operator.log')}) …")
-    operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=WORKDIR / 'operator.log')
+    screen.say(f"· starting the operator (log: {_relative(workdir / 'operator.log')}) …")
+    operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=workdir / 'operator.log')
     stack.callback(_quietly, operator.stop, what='the operator')
     operator.start()
     rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic)
@@ -725,7 +725,8 @@ def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadl
         time.sleep(max(0.0, min(next_tick, deadline) - time.monotonic()))
 
 
-def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float) -> tuple[list[str], list[str]]:
+def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float,
+              workdir: pathlib.Path) -> tuple[list[str], list[str]]:
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
     reasons = timeline.reasons()
     lines = [f"Summary after {elapsed:.0f}s:"]
@@ -740,8 +741,8 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float) ->
         lines.append(f"  pool utilization at the end: {percent(timeline.pool_utilization).strip()}")
     lines.append("  events seen: " + (', '.join(f"{reason} ×{count}" for reason, count in sorted(reasons.items()))
                                       or 'none'))
-    lines.append(f"  logs: {_relative(WORKDIR / 'operator.log')} (the operator), "
-                 f"{_relative(WORKDIR / 'prometheus' / 'prometheus.log')}")
+    lines.append(f"  logs: {_relative(workdir / 'operator.log')} (the operator), "
+                 f"{_relative(workdir / 'prometheus' / 'prometheus.log')}")
     missing = []
     if not timeline.saturated:
         missing.append("no server reached stopAt (no ServerSaturated)")
@@ -750,22 +751,29 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float) ->
     return lines, missing
 
 
-def run_demo(*, duration: float, out: TextIO) -> int:
+def run_demo(*, duration: float, out: TextIO, workdir: pathlib.Path = WORKDIR) -> int:
     """Run the demo for ``duration`` seconds in all (start-up included); returns the exit code."""
     started = time.monotonic()
-    deadline = started + duration
     screen = Screen(out=out)
+    try:
+        # Everything that can be checked before anything starts, so a failure leaves nothing behind.
+        manifests = load_manifests(folder=EXAMPLES_DIR)
+        find_binary('prometheus')
+        check_port_free(port=PROMETHEUS_PORT)
+    except (DemoError, PrometheusNotInstalled) as error:
+        screen.error(f"The demo cannot run: {error}")
+        return EXIT_CANNOT_START
+
     timeline = Timeline(started=datetime.now(tz=UTC))
     rig: Rig | None = None
-    code = EXIT_OK
+    code: int | None = None
     try:
-        manifests = load_manifests(folder=EXAMPLES_DIR)
-        check_port_free(port=PROMETHEUS_PORT)
         with contextlib.ExitStack() as stack:
             try:
-                rig = start_rig(stack=stack, screen=screen, manifests=manifests, deadline=deadline)
+                rig = start_rig(stack=stack, screen=screen, manifests=manifests, workdir=workdir,
+                                deadline=started + duration)
                 screen.clear()
-                drive(rig=rig, screen=screen, timeline=timeline, started=started, deadline=deadline,
+                drive(rig=rig, screen=screen, timeline=timeline, started=started, deadline=started + duration,
                       duration=duration)
                 # A last look, so that the summary includes what happened in the final seconds.
                 timeline.observe(snapshot=read_cluster(api=rig.api, with_events=True),
@@ -775,24 +783,29 @@ def run_demo(*, duration: float, out: TextIO) -> int:
                 # A second Ctrl-C would cut the teardown short and leave children behind.
                 with _sigint_ignored():
                     stack.close()
-    except DemoError as error:
-        screen.error(f"\nThe demo cannot run: {error}")
-        return EXIT_CANNOT_START
-    except PrometheusNotInstalled as error:
-        screen.error(f"\nThe demo needs Prometheus: {error}")
-        return EXIT_CANNOT_START
+    except (DemoError, PrometheusNotInstalled) as error:
+        screen.error(f"\nThe demo {'stopped' if rig else 'cannot run'}: {error}")
+        if rig is None:
+            return EXIT_CANNOT_START
+        code = EXIT_CANNOT_START
     except KeyboardInterrupt:
         screen.say("\nInterrupted.")
         code = EXIT_INTERRUPTED
-    lines, missing = summarize(timeline=timeline, traffic=rig.traffic if rig else None,
-                               elapsed=time.monotonic() - started)
+    return conclude(screen=screen, timeline=timeline, traffic=rig.traffic if rig else None,
+                    elapsed=time.monotonic() - started, duration=duration, workdir=workdir, code=code)
+
+
+def conclude(*, screen: Screen, timeline: Timeline, traffic: Traffic | None, elapsed: float, duration: float,
+             workdir: pathlib.Path, code: int | None) -> int:
+    """Print the summary; the exit code is ``code`` if set, else whether the story was shown."""
+    lines, missing = summarize(timeline=timeline, traffic=traffic, elapsed=elapsed, workdir=workdir)
     screen.say('\n' + '\n'.join(lines))
-    if code == EXIT_INTERRUPTED:
+    if code is not None:
         return code
     if missing:
-        screen.say("\nNOT SHOWN: " + '; '.join(missing) + '.'
-                   + (f" The demo ran {duration:.0f}s; the whole story needs about {DEFAULT_DURATION:.0f}s."
-                      if duration < DEFAULT_DURATION else f" See {_relative(WORKDIR / 'operator.log')}."))
+        hint = (f"The demo ran {duration:.0f}s; the whole story needs about {DEFAULT_DURATION:.0f}s."
+                if duration < DEFAULT_DURATION else f"See {_relative(workdir / 'operator.log')}.")
+        screen.say(f"\nNOT SHOWN: {'; '.join(missing)}. {hint}")
         return EXIT_NOT_SHOWN
     screen.say("\nOK: servers saturated one after the other, the operator added a server, and new users moved to it.")
     return EXIT_OK
@@ -828,9 +841,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--duration', type=parse_duration, default=DEFAULT_DURATION, metavar='SECONDS',
                         help=f"how long to run, start-up included (default {DEFAULT_DURATION:.0f}, "
                              f"at most {MAX_DURATION:.0f}); shorter runs are smoke tests")
+    parser.add_argument('--workdir', type=pathlib.Path, default=WORKDIR, metavar='DIR',
+                        help=f"where the logs, the kubeconfig and Prometheus's data go (default {_relative(WORKDIR)}; "
+                             "an earlier run's are replaced)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    return run_demo(duration=args.duration, out=sys.stdout)
+    return run_demo(duration=args.duration, out=sys.stdout, workdir=args.workdir.resolve())
 
 
 if __name__ == '__main__':
