@@ -54,6 +54,7 @@ def free_demo_port() -> None:
 @pytest.mark.usefixtures('free_demo_port')
 def test_a_busy_port_is_refused_at_once_and_clearly(tmp_path: pathlib.Path) -> None:
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(('127.0.0.1', PORT))
         squatter.listen()
         started = time.monotonic()
@@ -81,22 +82,22 @@ def test_a_short_run_shows_the_pool_and_stops_everything(tmp_path: pathlib.Path)
     assert "the whole story needs about 120s" in out
     assert took < 30, f"the demo ran {took:.0f}s for --duration 20"
 
-    # Not a TTY: compact blocks, no escape codes, nothing wider than 100 columns.
+    # Not a TTY: compact blocks, no escape codes, nothing wider than 100 columns (but the
+    # paths to the logs, which are long in a pytest tmp_path and short in .demo/).
     assert '\x1b[' not in out
-    assert max(len(line) for line in out.splitlines()) <= 100
+    assert [line for line in out.splitlines() if len(line) > 100 and str(workdir) not in line] == []
     # The view of the live pool, as drawn from the operator's status.
     assert "LinePool demo/support" in out
     assert "pool utilization [" in out
     for server in ('support-0', 'support-1'):
         assert any(line.startswith(server) and 'Active' in line for line in out.splitlines()), out
-    assert "new users go to (status.assignableLines): +1415555" in out
+    assert "new users go to (status.assignableLines, in order): …0100 …0110 …0101" in out
     assert "recommendation: None" in out
     assert "Summary after 2" in out
 
-    # Everything was stopped: the port is free again, and the operator logged its own shutdown.
+    # Everything was stopped: the port is free again, and the operator was stopped gracefully.
     assert port_free()
-    log = (workdir / 'operator.log').read_text()
-    assert "Daemon 'run_pool'" in log
+    assert "Signal SIGTERM is received" in (workdir / 'operator.log').read_text()
 
 
 def test_new_users_follow_the_assignable_lines_and_the_traffic_is_deterministic() -> None:

@@ -15,16 +15,16 @@ Everything runs on this machine, on loopback, with nothing to install but Debian
 4. simulated users: existing conversations keep talking on their lines, and new users are
    placed round-robin on the pool's ``status.assignableLines``, as a real dispatcher would.
 
-The traffic rises for about a minute and a half, then eases. The quota is tiny (1000
-messages per server per day), so within two minutes ``support-0`` and then ``support-1``
-reach ``stopAt`` and are taken out of rotation, the pool crosses ``scaleUpAt`` and the
-operator adds ``support-2``, and new users move to it. A live view shows all of it, and a
-summary at the end says what happened.
+The traffic builds for about a minute, then eases. The quota is tiny (1000 messages per
+server per day), so within two minutes ``support-0`` reaches ``stopAt`` and is taken out of
+rotation, the pool crosses ``scaleUpAt`` and the operator adds ``support-2``, ``support-1``
+saturates too, and new users move to ``support-2``. A live view shows all of it, and a
+summary at the end says what happened and when.
 
 Run it with ``python -m linepool.sandbox.demo [--duration SECONDS]``. Exit codes: 0 when
 a saturation and a scale-up were seen, 1 when not (the summary says which is missing),
-2 when the demo could not start (port 19090 busy, Prometheus missing, operator down),
-130 on Ctrl-C.
+2 when the demo could not run (port 19090 busy, Prometheus missing, the operator died),
+130 on Ctrl-C or SIGTERM. Everything it started is stopped in every case.
 """
 import argparse
 import collections
@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import sys
+import textwrap
 import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -64,6 +65,7 @@ PROMETHEUS_PORT: Final = 19090
 
 DEFAULT_DURATION: Final = 120.0
 MAX_DURATION: Final = 150.0
+MIN_DURATION: Final = 10.0  # start-up alone takes ~6s
 TICK: Final = 0.5  # seconds between two rounds of traffic
 REFRESH: Final = 2.0  # seconds between two screens: the operator polls every 2s anyway
 STARTUP_TIMEOUT: Final = 40.0  # Prometheus discovers its target after ~6s; kopf starts in ~3s
@@ -121,9 +123,9 @@ class Profile:
 # Messages per second that one open conversation sends: a rush that builds for about a minute,
 # holds, then passes. The quota counts a rolling day and forgets nothing within the demo, so
 # the rush has to pass: otherwise the pool would cross scaleUpAt again (2100 of 3000 messages)
-# and keep adding servers up to maxServers. Tuned so that, counted from the first message,
-# support-0 saturates at ~60s, support-2 is added at ~63s, support-1 saturates at ~75s, and
-# the pool ends near 60% even with --duration 150.
+# and keep adding servers up to maxServers. Tuned (against a model of the operator, then live)
+# so that, counted from the first message, support-0 saturates at ~62s, support-2 is added at
+# ~63s, support-1 saturates at ~74s, and the pool ends near 60%, or 62% with --duration 150.
 ACTIVITY: Final = Profile(((0.0, 0.14), (35.0, 0.42), (64.0, 0.42), (76.0, 0.03)))
 # New users per second. Each one is a new conversation placed on the next assignable line; at
 # most ~20 land on one line, well under the pool's 50 new conversations per line per day.
@@ -243,6 +245,7 @@ class ServerRow:
     lines: tuple[str, ...]
     created_by_operator: bool
     created: datetime | None
+    saturated_since: datetime | None  # the pass that took it out of rotation, from its conditions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -288,13 +291,22 @@ def server_row(body: Mapping[str, Any]) -> ServerRow:
     utilization = status.get('utilization')
     return ServerRow(
         name=str(meta.get('name')),
-        phase=str(status.get('phase') or '-'),
+        phase=str(status.get('phase') or 'new'),  # no status yet: the operator has not decided it
         utilization=float(utilization) if isinstance(utilization, int | float) else None,
         assignable=None if label is None else label == 'true',
         lines=tuple(str(line.get('id')) for line in (body.get('spec') or {}).get('lines') or []),
         created_by_operator=(meta.get('annotations') or {}).get(CREATED_BY_ANNOTATION) == OPERATOR_NAME,
         created=_parse_time(meta['creationTimestamp']) if meta.get('creationTimestamp') else None,
+        saturated_since=_saturated_since(status),
     )
+
+
+def _saturated_since(status: Mapping[str, Any]) -> datetime | None:
+    for cond in status.get('conditions') or []:
+        if cond.get('type') == 'Assignable' and cond.get('status') == 'False' \
+                and cond.get('reason') == SATURATED_REASON and cond.get('lastTransitionTime'):
+            return _parse_time(cond['lastTransitionTime'])
+    return None
 
 
 def read_events(*, api: ApiServerThread) -> tuple[EventRow, ...]:
@@ -342,16 +354,17 @@ class Timeline:
 
     def observe(self, *, snapshot: Snapshot, elapsed: float) -> None:
         for server in snapshot.servers:
-            # The label is what a dispatcher reads; the phase follows it in the same pass.
-            if server.assignable is False or server.phase == 'Saturated':
+            # Times from the objects themselves (the operator's pass, the API server's create),
+            # sharper than our 2-second refreshes; both are whole seconds, so one pass that
+            # saturates a server and adds another shows them at the same second.
+            if server.saturated_since is not None:
+                _earliest(self.saturated, server.name, self.since_start(server.saturated_since))
+            elif server.assignable is False:  # the label is what dispatchers read
                 _earliest(self.saturated, server.name, elapsed)
             if server.created_by_operator:
                 _earliest(self.added, server.name, self.since_start(server.created) if server.created else elapsed)
         for event in snapshot.events:
             self.events.setdefault((event.at, event.reason, event.obj), event)
-            # The event carries the operator's own time, sharper than our 2-second refreshes.
-            if event.reason == SATURATED_REASON:
-                _earliest(self.saturated, event.obj, self.since_start(event.at))
         utilization = snapshot.status.get('utilization')
         if isinstance(utilization, int | float):
             self.pool_utilization = float(utilization)
@@ -369,12 +382,13 @@ class Timeline:
         return (at - self.started).total_seconds()
 
     def milestones(self) -> list[tuple[float, str]]:
-        moments = [(at, f"{name} saturated: out of rotation ({ASSIGNABLE_LABEL}=false)")
+        """(seconds, what) in order; within one second, in the order the operator acts."""
+        moments = [(at, 0, f"{name} saturated: out of rotation ({ASSIGNABLE_LABEL}=false)")
                    for name, at in self.saturated.items()]
-        moments += [(at, f"{name} added by the operator (ScaledUp)") for name, at in self.added.items()]
-        moments += [(self.first_new_user[name], f"first new user placed on {name}")
+        moments += [(at, 1, f"{name} added by the operator (ScaledUp)") for name, at in self.added.items()]
+        moments += [(self.first_new_user[name], 2, f"first new user placed on {name}")
                     for name in self.added if name in self.first_new_user]
-        return sorted(moments)
+        return [(at, what) for at, _, what in sorted(moments, key=lambda m: (round(m[0]), m[1]))]
 
 
 def _earliest(moments: dict[str, float], name: str, at: float) -> None:
@@ -436,26 +450,26 @@ def render(
     status = snapshot.status
     utilization = status.get('utilization')
     pool_fraction = float(utilization) if isinstance(utilization, int | float) else None
-    stop_at = f"UTILIZATION (|=stopAt {round(limits.stop_at * 100)}%)"
+    stop_at = f"UTILIZATION (| = stopAt {round(limits.stop_at * 100)}%)"
     lines = [
         fit(f"linepool demo · LinePool {NAMESPACE}/{POOL} · {elapsed:5.1f}s of {duration:.0f}s · {traffic}"),
         f"pool utilization {bar(fraction=pool_fraction, mark=limits.scale_up_at)} {percent(pool_fraction)}"
         f"   (| = scaleUpAt {round(limits.scale_up_at * 100)}%)   servers {len(snapshot.servers)}",
         '',
-        f"{'SERVER':<10} {'PHASE':<9} {stop_at:<27} {'ASSIGNABLE':<10} {f'NEW USERS/{RECENT_WINDOW:.0f}s':<13} LINES",
+        f"{'SERVER':<10} {'PHASE':<9} {stop_at:<28} {'ASSIGNABLE':<10} {f'NEW USERS/{RECENT_WINDOW:.0f}s':<13} LINES",
     ]
     for server in snapshot.servers:
         assignable = {True: 'yes', False: 'no', None: '-'}[server.assignable]
         lines.append(fit(
             f"{server.name:<10} {server.phase:<9} {bar(fraction=server.utilization, mark=limits.stop_at)}"
-            f" {percent(server.utilization)} {assignable:<10} {recent.get(server.name, 0):<13}"
+            f" {percent(server.utilization)}  {assignable:<10} {recent.get(server.name, 0):<13}"
             f" {' '.join(short_line(line) for line in server.lines)}"))
     assignable_lines = snapshot.assignable_lines
-    shown = ' '.join(assignable_lines[:6]) + (' …' if len(assignable_lines) > 6 else '')
+    shown = ' '.join(short_line(line) for line in assignable_lines[:12]) + (' …' if len(assignable_lines) > 12 else '')
     recommendation = status.get('recommendation') or {}
     lines += [
         '',
-        fit(f"new users go to (status.assignableLines): {shown or '(none)'}"),
+        fit(f"new users go to (status.assignableLines, in order): {shown or '(none: every line is full)'}"),
         fit(f"recommendation: {recommendation.get('action', '-')} — {recommendation.get('reason', 'not yet decided')}"),
         '',
     ]
@@ -651,7 +665,10 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
         traffic.add_lines(server=name, lines=lines, conversations=INITIAL_CONVERSATIONS.get(name, ()))
     prometheus = PrometheusProcess([fleet.target], port=PROMETHEUS_PORT, workdir=workdir / 'prometheus')
     stack.callback(_quietly, prometheus.stop, what='Prometheus')
-    prometheus.start()
+    try:
+        prometheus.start()
+    except (RuntimeError, TimeoutError) as error:  # it says why, with the tail of its log
+        raise DemoError(f"Prometheus did not start: {error}") from None
 
     screen.say(f"· applying {len(manifests)} manifests from {_relative(EXAMPLES_DIR)} …")
     for manifest in manifests:
@@ -730,7 +747,7 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float,
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
     reasons = timeline.reasons()
     lines = [f"Summary after {elapsed:.0f}s:"]
-    lines += [f"  {at:+6.1f}s  {what}" for at, what in timeline.milestones()] or ["  nothing happened yet"]
+    lines += [f"  {at:+4.0f}s  {what}" for at, what in timeline.milestones()] or ["  nothing happened yet"]
     if traffic is not None:
         users = ', '.join(f"{name} {count}" for name, count in sorted(traffic.new_users.items())) or 'none'
         lines.append(f"  new users placed: {users}; messages sent: {traffic.sent}")
@@ -805,9 +822,14 @@ def conclude(*, screen: Screen, timeline: Timeline, traffic: Traffic | None, ela
     if missing:
         hint = (f"The demo ran {duration:.0f}s; the whole story needs about {DEFAULT_DURATION:.0f}s."
                 if duration < DEFAULT_DURATION else f"See {_relative(workdir / 'operator.log')}.")
-        screen.say(f"\nNOT SHOWN: {'; '.join(missing)}. {hint}")
+        screen.say('\n' + textwrap.fill(f"NOT SHOWN: {'; '.join(missing)}. {hint}", width=WIDTH))
         return EXIT_NOT_SHOWN
-    screen.say("\nOK: servers saturated one after the other, the operator added a server, and new users moved to it.")
+    added = sorted(timeline.added, key=_ordinal_key)
+    moved = sum(timeline.users_after_scale_up[name] for name in added)
+    screen.say('\n' + textwrap.fill(
+        f"OK: {', '.join(sorted(timeline.saturated, key=_ordinal_key))} saturated, the operator added "
+        f"{', '.join(added) or 'a server'}, and {moved} new users went to {'it' if len(added) < 2 else 'them'}.",
+        width=WIDTH))
     return EXIT_OK
 
 
@@ -826,9 +848,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def parse_duration(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= MAX_DURATION:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_DURATION:.0f} seconds")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not MIN_DURATION <= value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_DURATION:.0f} and {MAX_DURATION:.0f} seconds")
     return value
 
 
