@@ -199,7 +199,7 @@ def decide_pool(
         # gone, not the traffic. Counting that as zero would reopen saturated servers.
         observation = None
         metrics_error = "Prometheus answered, but no server of the pool has samples any more"
-    fresh = observation is not None
+    metrics_ok = observation is not None
     activity: dict[tuple[str, str], float] = {}
     parsed: dict[tuple[str, int], ServerSpec | SpecError] = {}
     now_text = format_time(now)
@@ -215,14 +215,14 @@ def decide_pool(
         facts.append(fact)
 
     valid = [f for f in facts if f.spec is not None]
-    counted = [f for f in valid if not f.spec or not f.spec.cordoned]
+    counted = [f for f in valid if f.spec is not None and not f.spec.cordoned]
     total_quota = sum(f.quota for f in counted)
     # Fail static: with no fresh sample, the pool keeps the figure it last reported.
     previous_utilization = float(pool.status.get("utilization") or 0.0)
-    utilization = (sum(f.sent for f in counted) / total_quota if total_quota else 0.0) if fresh \
-        else previous_utilization
-
-    metrics_ok = fresh
+    if not metrics_ok:
+        utilization = previous_utilization
+    else:
+        utilization = sum(f.sent for f in counted) / total_quota if total_quota else 0.0
 
     allocated = {line for server in servers for line in _raw_line_ids(server.spec)} | set(foreign_lines)
     spare = remaining_inventory(inventory=spec.inventory, allocated=allocated)
@@ -255,7 +255,6 @@ def decide_pool(
         previous_recommendation.get("time") else format_time(now)
 
     status: dict[str, Any] = {
-        "observedGeneration": pool.generation,
         "utilization": whole_percent(utilization),
         "servers": {
             "total": len(servers),
@@ -281,8 +280,8 @@ def decide_pool(
         status["lastMetricsTime"] = pool.status["lastMetricsTime"]
     if not metrics_ok and _was_true(pool.status, ConditionType.METRICS_AVAILABLE) and memory.last_success:
         status["lastMetricsTime"] = format_time(memory.last_success)
-    if pool.generation is None:
-        del status["observedGeneration"]
+    if pool.generation is not None:
+        status["observedGeneration"] = pool.generation
 
     return PoolDecision(
         pool_status=status, servers=tuple(f.outcome for f in facts), events=tuple(events), plan=plan,
