@@ -28,13 +28,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from types import EllipsisType, FrameType, TracebackType
+from types import EllipsisType, FrameType
 from typing import Any, Self, TypeVar
 
 import aiohttp.web
 import kmock
 
 from linepool.sandbox.emulator import RealisticEmulator, WriteRecord, make_emulator
+from linepool.sandbox.lifecycle import Service
 
 __all__ = ['ApiServerThread', 'RealisticEmulator', 'WriteRecord', 'main', 'make_emulator']
 
@@ -45,7 +46,7 @@ T = TypeVar('T')
 SANDBOX_TOKEN = 'linepool-sandbox-token'  # the emulator accepts any credentials; clients want some
 
 
-class ApiServerThread:
+class ApiServerThread(Service):
     """
     The emulator behind a real HTTP port, with its own event loop in a daemon thread.
 
@@ -104,16 +105,6 @@ class ApiServerThread:
             if thread.is_alive():
                 raise TimeoutError(f"the sandbox API server did not stop within {timeout}s")
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-            self,
-            exc_type: type[BaseException] | None,
-            exc_value: BaseException | None,
-            traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -29,12 +29,13 @@ import time
 import uuid
 import wsgiref.simple_server
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from linepool.sandbox.lifecycle import Service
 
 LineState = Literal['active', 'flagged', 'deactivated']
 LINE_STATES: Final[tuple[LineState, ...]] = ('active', 'flagged', 'deactivated')
@@ -51,7 +52,7 @@ class _Line:
     new_conversations: float = 0
 
 
-class Fleet:
+class Fleet(Service):
     """
     Simulated messaging servers with their lines, exporting the metrics contract over HTTP.
 
@@ -104,16 +105,6 @@ class Fleet:
             self._http_thread.join(5)
             self._http_thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-            self,
-            exc_type: type[BaseException] | None,
-            exc_value: BaseException | None,
-            traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -322,7 +313,7 @@ class _Fault:
     retry_after: float | None
 
 
-class RelayStub:
+class RelayStub(Service):
     """
     A messaging server's HTTP API on 127.0.0.1: ``POST /v1/messages`` records and accepts.
 
@@ -381,16 +372,6 @@ class RelayStub:
             self._thread.join(5)
             self._thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-            self,
-            exc_type: type[BaseException] | None,
-            exc_value: BaseException | None,
-            traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from types import TracebackType
 from typing import IO, Self
 
+from linepool.sandbox.lifecycle import Service
 from linepool.sandbox.prometheus import free_port
 
 
-class OperatorProcess:
+class OperatorProcess(Service):
     """One ``linepool run`` child process with its log in a file."""
 
     def __init__(
@@ -108,9 +108,3 @@ class OperatorProcess:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

@@ -31,8 +31,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, BinaryIO, Self
+
+from linepool.sandbox.lifecycle import Service
 
 INSTALL_HINT = "install it with: apt-get install -y --no-install-recommends prometheus"
 
@@ -79,7 +80,7 @@ def render_config(
     return json.dumps(config, indent=2) + '\n'
 
 
-class PrometheusProcess:
+class PrometheusProcess(Service):
     """
     One Prometheus server on 127.0.0.1, in a work directory of its own.
 
@@ -215,16 +216,6 @@ class PrometheusProcess:
             os.kill(self._process.pid, signal.SIGCONT)
             self._paused = False
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-            self,
-            exc_type: type[BaseException] | None,
-            exc_value: BaseException | None,
-            traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------------
     # Runtime changes and queries.
