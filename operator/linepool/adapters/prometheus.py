@@ -59,12 +59,10 @@ class PrometheusClient:
     def __init__(self, *, session: aiohttp.ClientSession, timeout: float = QUERY_TIMEOUT_SECONDS) -> None:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self.queries_sent = 0
 
     async def query(self, *, base_url: str, promql: str, at: datetime) -> list[Sample]:
         """Run one instant query; return its vector as (labels, value) pairs."""
         url = base_url.rstrip("/") + "/api/v1/query"
-        self.queries_sent += 1
         try:
             async with self._session.post(
                 url, data={"query": promql, "time": f"{at.timestamp():.3f}"}, timeout=self._timeout

@@ -161,13 +161,11 @@ def server_view(snapshot: Mapping[str, Any]) -> ServerView:
     meta = snapshot.get("metadata") or {}
     return ServerView(
         name=str(meta.get("name")),
-        uid=str(meta.get("uid") or ""),
         generation=meta.get("generation"),
         created=parse_time(meta.get("creationTimestamp")),
         created_by_operator=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION) == OPERATOR_NAME,
         spec=snapshot.get("spec") or {},
         status=snapshot.get("status") or {},
-        labels=meta.get("labels") or {},
     )
 
 

@@ -50,13 +50,11 @@ class ServerView:
     """A MessagingServer as the handler found it."""
 
     name: str
-    uid: str = ""
     generation: int | None = None
     created: datetime | None = None
     created_by_operator: bool = False
     spec: Mapping[str, Any] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
