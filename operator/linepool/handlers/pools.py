@@ -74,12 +74,19 @@ async def run_pool(
     servers_by_namespace: kopf.Index[str, dict[str, Any]] = kwargs["servers_by_namespace"]
     namespace = namespace or ""
     runtime = PoolRuntime()
+    interval = INVALID_SPEC_RETRY_SECONDS
     try:
         while not stopped:
-            interval = await reconcile_once(
-                body=body, name=name, namespace=namespace, memo=memo, logger=logger,
-                servers=list(servers_by_namespace.get(namespace, [])), runtime=runtime,
-            )
+            try:
+                interval = await reconcile_once(
+                    body=body, name=name, namespace=namespace, memo=memo, logger=logger,
+                    servers=list(servers_by_namespace.get(namespace, [])), runtime=runtime,
+                )
+            except Exception:
+                # A bug must not stop the pool's loop: servers keep their last label and status
+                # (the fail-static state), and the next pass tries again.
+                telemetry.RECONCILE_ERRORS.labels(namespace, name, "internal").inc()
+                logger.exception("Unexpected error in a pass over pool %s/%s; retrying", namespace, name)
             await stopped.wait(interval)
     finally:
         telemetry.forget_pool(namespace=namespace, pool=name, servers=sorted(runtime.known_servers))
