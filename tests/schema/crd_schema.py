@@ -189,6 +189,11 @@ def _map_values_schema(schema: Schema) -> Schema | None:
     return extra if isinstance(extra, dict) else None
 
 
+def _field_schema(schema: Schema, key: str) -> Schema | None:
+    """The schema that governs ``key`` of an object: its property, else the map's value schema."""
+    return _properties(schema).get(key, _map_values_schema(schema))
+
+
 def _is_opaque(schema: Schema, path: FieldPath) -> bool:
     """Whether unknown fields are kept here (root metadata is validated by the server itself)."""
     return bool(schema.get("x-kubernetes-preserve-unknown-fields")) or path == ("metadata",)
@@ -354,10 +359,8 @@ def list_type_errors(value: Any, schema: Schema, path: FieldPath = ()) -> list[s
     """Duplicates in ``x-kubernetes-list-type: set`` lists and duplicate keys in ``map`` lists."""
     errors: list[str] = []
     if isinstance(value, dict) and schema.get("type") == "object":
-        props = _properties(schema)
-        values_schema = _map_values_schema(schema)
         for key, sub_value in value.items():
-            sub = props.get(key, values_schema)
+            sub = _field_schema(schema, key)
             if sub is not None:
                 errors += list_type_errors(sub_value, sub, (*path, key))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
@@ -418,7 +421,7 @@ def to_cel(value: Any, schema: Schema) -> Any:
             return json_to_cel(value)
         converted = {}
         for key, sub_value in value.items():
-            sub = props.get(key, values_schema)
+            sub = _field_schema(schema, key)
             converted[celtypes.StringType(key)] = to_cel(sub_value, sub) if sub else json_to_cel(sub_value)
         return celtypes.MapType(converted)
     if kind == "array" and isinstance(value, list):
@@ -477,10 +480,8 @@ def rule_errors(value: Any, schema: Schema, old: Any = None, path: FieldPath = (
             message = rule.get("message") or f"failed rule: {text}"
             errors.append(f"{where}: Invalid value: {_show(kind)}: {message}")
     if isinstance(value, dict) and schema.get("type") == "object":
-        props = _properties(schema)
-        values_schema = _map_values_schema(schema)
         for key, sub_value in value.items():
-            sub = props.get(key, values_schema)
+            sub = _field_schema(schema, key)
             if sub is not None:
                 old_value = old.get(key) if isinstance(old, dict) else None
                 errors += rule_errors(sub_value, sub, old_value, (*path, key))

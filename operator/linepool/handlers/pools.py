@@ -26,7 +26,7 @@ from linepool.api import (
     SERVERS,
     VERSION,
 )
-from linepool.api.conditions import condition, find_condition, format_time, merge_conditions, parse_time
+from linepool.api.conditions import condition, format_time, merge_conditions, parse_time, reports_new_problem
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, parse_pool_spec
 from linepool.api.types import ConditionType, Reason
@@ -248,7 +248,6 @@ async def _report_invalid_pool(*, body: Mapping[str, Any], namespace: str, name:
                                error: SpecError, writer: KubernetesWriter, now: datetime) -> None:
     """Raise InvalidSpec with the field and reason; keep every other status field as it was."""
     message = f"{error.field}: {error.reason}"
-    old = find_condition(status.get("conditions"), ConditionType.INVALID_SPEC)
     generation = (body.get("metadata") or {}).get("generation")
     new_status = dict(status)
     new_status["conditions"] = merge_conditions(
@@ -261,7 +260,7 @@ async def _report_invalid_pool(*, body: Mapping[str, Any], namespace: str, name:
     )
     if generation is not None:
         new_status["observedGeneration"] = generation
-    if old is None or old.get("status") != "True" or old.get("message") != message:
+    if reports_new_problem(status.get("conditions"), ConditionType.INVALID_SPEC, message):
         post_event(body, type="Warning", reason=Reason.INVALID_SPEC,
                    message=f"the pool is not reconciled until its spec is fixed: {message}")
     if needs_write(status, new_status):

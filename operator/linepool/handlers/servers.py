@@ -15,7 +15,7 @@ import kopf
 
 from linepool.adapters.kubernetes import KubernetesWriter
 from linepool.api import ASSIGNABLE_LABEL, GROUP, SERVERS, VERSION
-from linepool.api.conditions import condition, find_condition, merge_conditions
+from linepool.api.conditions import condition, merge_conditions, reports_new_problem
 from linepool.api.types import ConditionType, Reason, ServerPhase
 from linepool.handlers.events import post_event
 from linepool.logic.pool import needs_write
@@ -59,7 +59,6 @@ async def report_missing_pool(*, server: Mapping[str, Any], writer: KubernetesWr
     pool = (server.get("spec") or {}).get("pool")
     status = dict(server.get("status") or {})
     message = f"spec.pool: LinePool {pool!r} does not exist in namespace {namespace}"
-    old = find_condition(status.get("conditions"), ConditionType.INVALID_SPEC)
     generation = meta.get("generation")
     new_status = {
         **status,
@@ -75,7 +74,7 @@ async def report_missing_pool(*, server: Mapping[str, Any], writer: KubernetesWr
             now=datetime.now(tz=UTC), observed_generation=generation,
         ),
     }
-    if old is None or old.get("message") != message or old.get("status") != "True":
+    if reports_new_problem(status.get("conditions"), ConditionType.INVALID_SPEC, message):
         post_event(server, type="Warning", reason=Reason.INVALID_SPEC, message=f"skipping this server: {message}")
     if (meta.get("labels") or {}).get(ASSIGNABLE_LABEL) == "true":
         # `kubectl get msrv -l linepool.dev/assignable=true` must not offer it any more.

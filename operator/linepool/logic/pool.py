@@ -18,6 +18,7 @@ from linepool.api.conditions import (
     format_time,
     merge_conditions,
     parse_time,
+    reports_new_problem,
 )
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, ServerSpec, parse_server_spec
@@ -500,8 +501,7 @@ def _invalid_server(*, server: ServerView, error: SpecError, conflict: bool, now
                     events: list[Event]) -> _ServerFacts:
     reason = Reason.LINE_CONFLICT if conflict else Reason.INVALID_SPEC
     message = f"{error.field}: {error.reason}"
-    old = find_condition(server.status.get("conditions"), ConditionType.INVALID_SPEC)
-    if old is None or old.get("status") != "True" or old.get("message") != message:
+    if reports_new_problem(server.status.get("conditions"), ConditionType.INVALID_SPEC, message):
         events.append(Event(server=server.name, type="Warning", reason=Reason.INVALID_SPEC,
                             message=f"skipping this server until its spec is fixed: {message}"))
     status: dict[str, Any] = {
