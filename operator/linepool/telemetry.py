@@ -46,10 +46,27 @@ RECONCILE_ERRORS = Counter(
     "linepool_reconcile_errors_total", "Polls that failed, by stage (metrics, kubernetes, spec, internal).",
     (*LABELS, "stage"))
 
+# Keep-alive: traffic that keeps idle and fallback lines from being deactivated by Apple.
+KEEPALIVE_SENDS = Counter(
+    "linepool_keepalive_sends_total",
+    "Keep-alive sends by outcome: sent, failed (gave up for the day), deferred (429 from the server).",
+    (*LABELS, "server", "outcome"))
+KEEPALIVE_LINES = Gauge(
+    "linepool_keepalive_lines",
+    "Lines of the pool by keep-alive stage: due (idle past idleAfter, not yet planned) and scheduled.",
+    (*LABELS, "stage"))
+POOL_LINES = Gauge(
+    "linepool_pool_lines", "Lines of the pool by state: Active, Idle, AtRisk, Flagged, Deactivated.",
+    (*LABELS, "state"))
+OLDEST_ACTIVITY_AGE = Gauge(
+    "linepool_pool_oldest_line_activity_age_seconds",
+    "Seconds since the least recently active line of the pool had traffic.", LABELS)
+
 
 def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
     """Drop a deleted pool's series so dashboards do not show ghosts."""
-    for gauge in (POOL_UTILIZATION, POOL_ASSIGNABLE_LINES, POOL_INVENTORY_LINES, POOL_STOP_AT, POOL_SCALE_UP_AT):
+    for gauge in (POOL_UTILIZATION, POOL_ASSIGNABLE_LINES, POOL_INVENTORY_LINES, POOL_STOP_AT, POOL_SCALE_UP_AT,
+                  OLDEST_ACTIVITY_AGE):
         _remove(gauge, namespace, pool)
     for server in servers:
         _remove(SERVER_UTILIZATION, namespace, pool, server)
