@@ -51,3 +51,11 @@ e2e: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo
+
+# The operator's container image. Needs Docker; `make image IMAGE=ghcr.io/you/linepool-operator:tag`.
+IMAGE ?= linepool-operator:dev
+.PHONY: image
+image:
+	@command -v docker >/dev/null || { echo "make image: docker is not installed (https://docs.docker.com/engine/install/)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: the Docker daemon is not running or not reachable (docker info failed)" >&2; exit 1; }
+	docker build --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) -t $(IMAGE) .

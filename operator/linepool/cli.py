@@ -3,6 +3,7 @@
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 from linepool import __version__
 
@@ -37,7 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full",
                      help="log line format (default: %(default)s)")
     run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    keep_alive = run.add_argument_group("keep-alive delivery")
+    keep_alive.add_argument("--messaging-adapter", default="http", metavar="NAME",
+                            help="how keep-alive messages are sent: 'http' (built in) or an adapter installed under "
+                                 "the 'linepool.messaging' entry point group (default: %(default)s)")
+    keep_alive.add_argument("--keep-alive-retry-base", default="30s", type=_duration, metavar="DURATION",
+                            help="first wait after a failed send (5xx, timeout); doubles per attempt, "
+                                 "capped at 30m (default: %(default)s)")
+    keep_alive.add_argument("--keep-alive-answer-delay", default="2m", type=_duration, metavar="DURATION",
+                            help="a partner line answers a keep-alive this long to 4x this long after it "
+                                 "(default: %(default)s)")
+    keep_alive.add_argument("--keep-alive-max-attempts", default=5, type=int, metavar="N",
+                            help="attempts per keep-alive before giving up for the day (default: %(default)s)")
     return parser
+
+
+def _duration(text: str) -> timedelta:
+    from linepool.api.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +69,17 @@ def run(args: argparse.Namespace) -> int:
 
     import linepool.handlers  # noqa: F401  (registers the handlers)
     from linepool import telemetry  # noqa: F401  (registers the metrics)
+    from linepool.adapters.messaging import adapter_names
+    from linepool.handlers.setup import set_options
     from linepool.process import tune_garbage_collector
 
+    set_options(messaging_adapter=args.messaging_adapter, retry_base=args.keep_alive_retry_base,
+                max_attempts=max(1, args.keep_alive_max_attempts), answer_delay=args.keep_alive_answer_delay)
+    # Fail at start-up, not at the first send, when the adapter is not installed.
+    if args.messaging_adapter not in adapter_names():
+        print(f"linepool run: --messaging-adapter: no adapter named {args.messaging_adapter!r}; installed: "
+              f"{', '.join(adapter_names())}", file=sys.stderr)
+        return 2
     tune_garbage_collector()
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])

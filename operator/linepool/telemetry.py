@@ -49,7 +49,8 @@ RECONCILE_ERRORS = Counter(
 # Keep-alive: traffic that keeps idle and fallback lines from being deactivated by Apple.
 KEEPALIVE_SENDS = Counter(
     "linepool_keepalive_sends_total",
-    "Keep-alive sends by outcome: sent, failed (gave up for the day), deferred (429 from the server).",
+    "Keep-alive sends by outcome: sent, deferred (429), retrying (5xx or timeout, will retry), "
+    "failed (gave up for the day), blocked (no credentials).",
     (*LABELS, "server", "outcome"))
 KEEPALIVE_LINES = Gauge(
     "linepool_keepalive_lines",

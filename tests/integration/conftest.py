@@ -6,6 +6,7 @@ discover a target); each test uses its own namespace, pools and server names, so
 mix. The API server and the operator are per test.
 """
 
+import contextlib
 import itertools
 import pathlib
 import time
@@ -156,20 +157,29 @@ class Sandbox:
         return "\n".join(op.log() for op in self.operators)
 
 
-@pytest.fixture
-def sandbox(fleet: Fleet, prometheus: PrometheusProcess, tmp_path: pathlib.Path,
-            request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+@contextlib.contextmanager
+def open_sandbox(*, fleet: Fleet, prometheus: PrometheusProcess, workdir: pathlib.Path) -> Iterator[Sandbox]:
+    """A fresh API server and namespace; operators started on it are stopped on the way out."""
     namespace = f"it{next(_numbers)}"
     with ApiServerThread() as api:
-        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
+        kubeconfig = api.write_kubeconfig(workdir / "kubeconfig", namespace=namespace)
         api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         box = Sandbox(api=api, fleet=fleet, prometheus=prometheus, namespace=namespace,
-                      kubeconfig=kubeconfig, workdir=tmp_path)
+                      kubeconfig=kubeconfig, workdir=workdir)
         try:
             yield box
         finally:
             for operator in box.operators:
                 operator.stop()
+
+
+@pytest.fixture
+def sandbox(fleet: Fleet, prometheus: PrometheusProcess, tmp_path: pathlib.Path,
+            request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    with open_sandbox(fleet=fleet, prometheus=prometheus, workdir=tmp_path) as box:
+        try:
+            yield box
+        finally:
             failed = getattr(request.node, "rep_call", None)
             if failed is not None and failed.failed:
                 print(box.operator_logs()[-8000:])

@@ -234,6 +234,8 @@ LINEPOOL_COLUMNS = [
     ("Inventory", "integer", ".status.lines.inventory", 1),
     ("Metrics", "string", '.status.conditions[?(@.type=="MetricsAvailable")].status', 1),
     ("LastScale", "date", ".status.lastScaleTime", 1),
+    ("AtRisk", "integer", ".status.keepAlive.atRisk", 1),
+    ("KeepAlive", "string", '.status.conditions[?(@.type=="KeepAliveHealthy")].status', 1),
 ]
 SERVER_COLUMNS = [
     ("Pool", "string", ".spec.pool", 0),
@@ -407,6 +409,7 @@ def test_cel_rule_compiles_and_has_a_message(
     assert message.strip(), f"{crd_name} {path}: CEL rule {rule['rule']!r} needs a human message"
     assert "messageExpression" not in rule, "cel-python cannot check messageExpression; use message"
     field = path.rsplit(".", maxsplit=1)[-1] if path != "<root>" else "metadata.name"
+    field = field.removesuffix("[*]")  # a rule on list items names the list
     assert field in message, f"{crd_name} {path}: message {message!r} should name the field {field!r}"
     if "fieldPath" in rule:
         target = node
@@ -493,3 +496,251 @@ def test_linepool_name_must_be_referable_from_spec_pool(name: str, ok: bool) -> 
     }
     errors = validate_manifest(manifest)
     assert (errors == []) is ok, errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Keep-alive (spec.keepAlive, its status, and the line status it writes)
+# --------------------------------------------------------------------------------------------------
+
+KEEP_ALIVE_DEFAULTS = {
+    "enabled": True,
+    "idleAfter": "21d",
+    "deadline": "45d",
+    "window": {"start": "10:00", "end": "19:00", "days": ["Mon", "Tue", "Wed", "Thu", "Fri"]},
+    "minSpacing": "10m",
+    "maxPerDay": 20,
+}
+
+
+def _pool_with_keep_alive(keep_alive: dict[str, Any] | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"metrics": {"prometheusURL": "http://p:9090"}}
+    if keep_alive is not None:
+        spec["keepAlive"] = keep_alive
+    return {"apiVersion": API_VERSION, "kind": "LinePool", "metadata": {"name": "p"}, "spec": spec}
+
+
+@pytest.mark.parametrize("keep_alive", [None, {}, {"window": {}}], ids=["absent", "empty", "empty-window"])
+def test_keep_alive_defaults_are_applied(keep_alive: dict[str, Any] | None) -> None:
+    stored, errors = admit_manifest(_pool_with_keep_alive(keep_alive))
+    assert errors == []
+    assert stored["spec"]["keepAlive"] == KEEP_ALIVE_DEFAULTS, "partners and messages stay absent: empty"
+
+
+def test_keep_alive_keeps_given_values() -> None:
+    keep_alive = {
+        "enabled": False,
+        "idleAfter": "14d",
+        "deadline": "30d",
+        "window": {"start": "09:30", "end": "17:45", "days": ["Sat", "Sun"]},
+        "minSpacing": "1h30m",
+        "maxPerDay": 5,
+        "partners": ["+14155550100", "keepalive@example.com"],
+        "messages": ["Morning!", "How is it going?"],
+    }
+    stored, errors = admit_manifest(_pool_with_keep_alive(keep_alive))
+    assert errors == []
+    assert stored["spec"]["keepAlive"] == keep_alive
+
+
+def _keep_alive_errors(**fields: Any) -> list[str]:
+    return validate_manifest(_pool_with_keep_alive(fields))
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({"window": {"start": "09:00", "end": "09:01"}}, True),
+        ({"window": {"start": "00:00", "end": "23:59"}}, True),
+        ({"window": {"start": "19:00", "end": "19:00"}}, False),
+        ({"window": {"start": "20:00"}}, False),
+        ({"window": {"start": "9:00"}}, False),
+        ({"window": {"end": "24:00"}}, False),
+        ({"window": {"days": ["Sun"]}}, True),
+        ({"window": {"days": []}}, False),
+        ({"window": {"days": ["Mon", "Mon"]}}, False),
+        ({"window": {"days": ["monday"]}}, False),
+        ({"idleAfter": "1d", "deadline": "2d"}, True),
+        ({"idleAfter": "50d", "deadline": "60d"}, True),
+        ({"idleAfter": "9d", "deadline": "10d"}, True),
+        ({"idleAfter": "10d", "deadline": "9d"}, False),
+        ({"idleAfter": "21d", "deadline": "21d"}, False),
+        ({"idleAfter": "0d"}, False),
+        ({"idleAfter": "51d", "deadline": "60d"}, False),
+        ({"idleAfter": "021d"}, False),
+        ({"idleAfter": "36h"}, False),
+        ({"deadline": "61d"}, False),
+        ({"minSpacing": "1m"}, True),
+        ({"minSpacing": "24h"}, True),
+        ({"minSpacing": "2h30m"}, True),
+        ({"minSpacing": "59s"}, False),
+        ({"minSpacing": "24h1s"}, False),
+        ({"minSpacing": "1d"}, False),
+        ({"maxPerDay": 1000}, True),
+        ({"maxPerDay": 0}, False),
+        ({"maxPerDay": 1001}, False),
+        ({"partners": ["+14155550100", "a@b.co"]}, True),
+        ({"partners": ["bob"]}, False),
+        ({"partners": ["4155550100"]}, False),
+        ({"partners": ["+14155550100", "+14155550100"]}, False),
+        ({"partners": [f"+1415555{i:04d}" for i in range(51)]}, False),
+        ({"messages": ["Hi! Lunch at 12:30?"]}, True),
+        ({"messages": ["see https://example.com"]}, False),
+        ({"messages": ["WWW.example.com"]}, False),
+        ({"messages": [""]}, False),
+        ({"messages": ["  "]}, False),
+        ({"messages": ["x" * 321]}, False),
+        ({"messages": ["x"] * 101}, False),
+    ],
+)
+def test_keep_alive_rules(fields: dict[str, Any], ok: bool) -> None:
+    errors = _keep_alive_errors(**fields)
+    assert (errors == []) is ok, errors
+    assert all(error.startswith("spec.keepAlive") for error in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "message"),
+    [
+        ({"window": {"start": "20:00"}}, "spec.keepAlive.window.start",
+         "keepAlive.window.start must be before keepAlive.window.end"),
+        ({"deadline": "20d"}, "spec.keepAlive.deadline", "keepAlive.deadline must be longer than keepAlive.idleAfter"),
+        ({"idleAfter": "51d"}, "spec.keepAlive.idleAfter", "between 1d and 50d"),
+        ({"minSpacing": "30s"}, "spec.keepAlive.minSpacing", "keepAlive.minSpacing must be between 1m and 24h"),
+        ({"minSpacing": "25h"}, "spec.keepAlive.minSpacing", "keepAlive.minSpacing must be between 1m and 24h"),
+        ({"partners": ["+14155550100", "bob"]}, "spec.keepAlive.partners[1]", "E.164"),
+        ({"messages": ["ok", "go to www.example.com"]}, "spec.keepAlive.messages[1]", "must not contain a link"),
+        ({"window": {"days": ["Mon", "Funday"]}}, "spec.keepAlive.window.days[1]", "Unsupported value"),
+    ],
+)
+def test_keep_alive_errors_name_the_field(fields: dict[str, Any], where: str, message: str) -> None:
+    errors = _keep_alive_errors(**fields)
+    assert any(error.startswith(f"{where}:") and message in error for error in errors), errors
+
+
+def test_duration_rules_use_only_units_kubernetes_cel_knows() -> None:
+    """Kubernetes CEL's duration() is Go's: no unit d. cel-python accepts d, so check the text."""
+    for name, path, _, rule in _all_rules():
+        if "duration(" in rule["rule"]:
+            literals = re.findall(r"duration\('([^']*)'\)", rule["rule"])
+            assert all(not literal.endswith("d") for literal in literals), (name, path)
+            assert "!self.matches(" in rule["rule"], f"{name} {path}: guard duration(self) with the Go pattern"
+
+
+def test_last_activity_timestamp_query_is_optional() -> None:
+    manifest = _pool_with_keep_alive(None)
+    query = 'max by (server, line) (my_last_seen{server=~"{{servers}}"})'
+    manifest["spec"]["metrics"]["queries"] = {"lastActivityTimestamp": query}
+    stored, errors = admit_manifest(manifest)
+    assert errors == []
+    assert stored["spec"]["metrics"]["queries"] == {"lastActivityTimestamp": query}
+    manifest["spec"]["metrics"]["queries"] = {"lastActivityTimestamp": ""}
+    assert validate_manifest(manifest) != []
+
+
+POOL_KEEP_ALIVE_STATUS = {
+    "keepAlive": {"due": 3, "scheduled": 2, "sentToday": 7, "atRisk": 1, "day": "2026-03-02"},
+    "conditions": [
+        {
+            "type": "KeepAliveHealthy",
+            "status": "False",
+            "reason": "LineAtRisk",
+            "message": "+14155550100 has had no traffic for 46d",
+            "lastTransitionTime": "2026-03-02T10:00:00Z",
+        }
+    ],
+}
+
+SERVER_KEEP_ALIVE_STATUS = {
+    "lineSummary": {"total": 2, "assignable": 1, "atRisk": 1},
+    "lines": [
+        {
+            "id": "+14155550100",
+            "role": "Primary",
+            "state": "AtRisk",
+            "assignable": False,
+            "lastActivityTime": "2026-01-15T10:00:00Z",
+            "lastKeepAliveTime": "2026-01-15T10:00:00Z",
+            "nextKeepAliveTime": "2026-03-02T11:20:00Z",
+            "keepAlive": {
+                "key": "+14155550100/2026-03-02",
+                "to": "a@b.co",
+                "text": "Morning!",
+                "plannedTime": "2026-03-02T11:20:00Z",
+                "phase": "Planned",
+                "attempts": 0,
+            },
+        },
+        {
+            "id": "a@b.co",
+            "state": "Idle",
+            "keepAlive": {
+                "key": "a@b.co/2026-03-01",
+                "to": "+14155550100",
+                "text": "Hello!",
+                "plannedTime": "2026-03-01T10:05:00Z",
+                "phase": "Failed",
+                "attempts": 3,
+                "lastAttemptTime": "2026-03-01T10:35:00Z",
+                "replyPlannedTime": "2026-03-01T10:09:00Z",
+                "message": "relay answered HTTP 503",
+            },
+        },
+    ],
+    "conditions": [
+        {"type": "CredentialsAvailable", "status": "False", "reason": "SecretKeyMissing",
+         "message": "Secret c has no key k"},
+    ],
+}
+
+
+def _with_status(kind: str, status: dict[str, Any]) -> dict[str, Any]:
+    if kind == "LinePool":
+        manifest = _pool_with_keep_alive(None)
+    else:
+        manifest = {
+            "apiVersion": API_VERSION,
+            "kind": "MessagingServer",
+            "metadata": {"name": "s"},
+            "spec": {"pool": "p", "endpoint": "https://s.example", "credentialsSecretRef": {"name": "c", "key": "k"}},
+        }
+    return {**manifest, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("LinePool", POOL_KEEP_ALIVE_STATUS), ("MessagingServer", SERVER_KEEP_ALIVE_STATUS)]
+)
+def test_keep_alive_status_survives_pruning(kind: str, status: dict[str, Any]) -> None:
+    """The API server drops status fields its schema lacks: every field the operator writes is declared."""
+    stored, errors = admit_manifest(_with_status(kind, status))
+    assert errors == []
+    assert stored["status"] == status
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "where"),
+    [
+        ("LinePool", {"keepAlive": {"atRisk": -1}}, "status.keepAlive.atRisk"),
+        ("LinePool", {"keepAlive": {"day": "March 2nd"}}, "status.keepAlive.day"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "state": "Dormant"}]}, "status.lines[0].state"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "keepAlive": {"phase": "Queued"}}]},
+         "status.lines[0].keepAlive.phase"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "keepAlive": {"attempts": -1}}]},
+         "status.lines[0].keepAlive.attempts"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "nextKeepAliveTime": "tomorrow"}]},
+         "status.lines[0].nextKeepAliveTime"),
+    ],
+)
+def test_keep_alive_status_is_typed(kind: str, status: dict[str, Any], where: str) -> None:
+    errors = validate_manifest(_with_status(kind, status))
+    assert any(error.startswith(f"{where}:") for error in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("crd_name", "condition_types"),
+    [(LINEPOOL, ["KeepAliveHealthy"]), (SERVER, ["CredentialsAvailable"])],
+)
+def test_new_condition_types_are_documented(crd_name: str, condition_types: list[str]) -> None:
+    conditions = _node(_schema(crd_name), "status.conditions")
+    for condition_type in condition_types:
+        assert condition_type in conditions["description"]
+        assert condition_type in conditions["items"]["properties"]["type"]["description"]

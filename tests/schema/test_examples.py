@@ -1,9 +1,10 @@
 """Every linepool.dev document under examples/ (recursively, including examples/demo/) is valid.
 
 "Valid" means what the API server would accept: no unknown fields, every schema constraint and
-every CEL rule satisfied after defaulting. Documents of other kinds (Secrets, Namespaces, ...) are
-skipped: their schemas belong to Kubernetes itself and are not in crds/, so there is nothing here to
-check them against (rendered built-in kinds are the business of kubernetes-validate, not this test).
+every CEL rule satisfied after defaulting. Documents of other kinds are checked elsewhere (see
+tests/schema/examples.py): built-in kinds (Secrets, Namespaces, ...) with kubernetes-validate in
+test_builtin_examples.py, Argo CD and Flux objects in test_gitops_examples.py. This file also
+checks that the examples hang together: servers name pools and Secrets that the example provides.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from .crd_schema import EXAMPLES_DIR, RULE_EVALUATION_ERROR, admit_manifest, load_yaml_documents
+from .examples import example_documents, example_sets
 
 GROUP_PREFIX = "linepool.dev/"
 
@@ -79,3 +81,65 @@ def test_handwritten_examples_are_consistent(name: str) -> None:
     for pool in pools.values():
         spare = set(pool["spec"].get("inventory", [])) - set(placed)
         assert len(spare) == len(pool["spec"].get("inventory", [])), "inventory lines must be spare"
+
+
+def test_every_example_document_is_checked_by_some_test() -> None:
+    """Our kinds here, built-in kinds by kubernetes-validate, GitOps kinds structurally: nothing slips by."""
+    for item in example_documents():
+        assert isinstance(item.doc, dict), f"{item.where}: not a mapping"
+        assert item.doc.get("apiVersion") and item.doc.get("kind"), f"{item.where}: apiVersion and kind"
+    families = {item.family for item in example_documents()}
+    assert families == {"linepool", "builtin", "gitops"}
+    gitops_outside = [i.where for i in example_documents() if i.family == "gitops" and i.path.parent.name != "gitops"]
+    # The kind e2e applies examples/*.yaml to a cluster without Argo CD or Flux.
+    assert gitops_outside == [], "Argo CD and Flux objects belong in examples/gitops/"
+
+
+def _secret_refs(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The credentialsSecretRefs of a MessagingServer, or of a LinePool's server template."""
+    if doc["kind"] == "MessagingServer":
+        return [doc["spec"]["credentialsSecretRef"]]
+    template = doc["spec"].get("scaling", {}).get("serverTemplate", {}).get("spec", {})
+    return [template["credentialsSecretRef"]] if "credentialsSecretRef" in template else []
+
+
+# Examples without any Secret (linepool-production.yaml) tell the user to create it by hand.
+SETS_WITH_SECRETS = sorted(name for name, docs in example_sets().items() if any(d["kind"] == "Secret" for d in docs))
+
+
+def test_some_examples_ship_their_secrets() -> None:
+    assert {"linepool-minimal.yaml", "messagingserver-credentials.yaml", "demo"} <= set(SETS_WITH_SECRETS)
+
+
+@pytest.mark.parametrize("name", SETS_WITH_SECRETS)
+def test_secret_refs_resolve_where_the_example_brings_its_secrets(name: str) -> None:
+    """An example that ships Secrets must ship every Secret (and key) its servers reference."""
+    docs = example_sets()[name]
+    secrets = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): {*d.get("stringData", {}), *d.get("data", {})}
+        for d in docs
+        if d["kind"] == "Secret"
+    }
+    for doc in docs:
+        if not str(doc.get("apiVersion", "")).startswith(GROUP_PREFIX):
+            continue
+        for ref in _secret_refs(doc):
+            where = (doc["metadata"]["namespace"], ref["name"])
+            assert where in secrets, f"{name}: {doc['metadata']['name']} references missing Secret {where}"
+            assert ref["key"] in secrets[where], f"{name}: Secret {where} has no key {ref['key']!r}"
+
+
+def test_the_credentials_example_adds_a_server_to_the_minimal_pool() -> None:
+    """examples/messagingserver-credentials.yaml is applied after linepool-minimal.yaml."""
+    minimal = load_yaml_documents(EXAMPLES_DIR / "linepool-minimal.yaml")
+    extra = load_yaml_documents(EXAMPLES_DIR / "messagingserver-credentials.yaml")
+    pools = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in minimal if d["kind"] == "LinePool"}
+    taken = {line["id"] for d in minimal if d["kind"] == "MessagingServer" for line in d["spec"]["lines"]}
+    names = {d["metadata"]["name"] for d in minimal}
+    servers = [d for d in extra if d["kind"] == "MessagingServer"]
+    assert servers
+    for server in servers:
+        assert (server["metadata"]["namespace"], server["spec"]["pool"]) in pools
+        assert server["metadata"]["name"] not in names
+        assert not {line["id"] for line in server["spec"]["lines"]} & taken, "a line cannot be on two servers"
+    assert not {d["metadata"]["name"] for d in extra if d["kind"] == "Secret"} & names

@@ -1,13 +1,15 @@
 """Spec parsing: defaults match the CRD's, and bad input names its field."""
 
-from datetime import timedelta
+from datetime import time, timedelta
+from typing import Any
 
 import pytest
 
 from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
-from linepool.api.spec import parse_pool_spec, parse_server_spec
-from linepool.api.types import LineRole, QuotaWindow, ScalingMode
+from linepool.api.spec import KeepAlive, KeepAliveWindow, QueryTemplates, parse_pool_spec, parse_server_spec
+from linepool.api.types import ConditionType, KeepAlivePhase, LineRole, LineState, QuotaWindow, Reason, ScalingMode
+from tests.schema.crd_schema import admit_manifest, crd_named
 
 METRICS = {"prometheusURL": "http://prometheus:9090"}
 
@@ -111,3 +113,159 @@ def test_bad_server_specs_name_the_field(spec: dict[str, object], field: str) ->
     with pytest.raises(SpecError) as caught:
         parse_server_spec(spec)
     assert caught.value.field == field
+
+
+# --- keep-alive ---------------------------------------------------------------------------------
+
+
+def keep_alive(**fields: object) -> dict[str, object]:
+    return pool(keepAlive=fields)
+
+
+def test_keep_alive_defaults_are_the_documented_ones() -> None:
+    spec = parse_pool_spec(pool()).keep_alive
+    assert spec == KeepAlive()
+    assert spec.enabled is True
+    assert (spec.idle_after, spec.deadline) == (timedelta(days=21), timedelta(days=45))
+    assert spec.window == KeepAliveWindow(start=time(10, 0), end=time(19, 0), days=frozenset({0, 1, 2, 3, 4}))
+    assert spec.min_spacing == timedelta(minutes=10)
+    assert spec.max_per_day == 20
+    assert (spec.partners, spec.messages) == ((), ())
+
+
+@pytest.mark.parametrize("raw", [
+    pool(), keep_alive(), pool(keepAlive=None), keep_alive(window={}), keep_alive(window={"days": None}),
+])
+def test_absent_or_empty_keep_alive_gets_defaults(raw: dict[str, object]) -> None:
+    assert parse_pool_spec(raw).keep_alive == KeepAlive()
+
+
+def test_keep_alive_defaults_match_the_crd() -> None:
+    """What the API server stores for keepAlive: {} parses to the parser's own defaults."""
+    manifest = {"apiVersion": "linepool.dev/v1alpha1", "kind": "LinePool", "metadata": {"name": "p"},
+                "spec": keep_alive()}
+    stored, errors = admit_manifest(manifest)
+    assert errors == []
+    assert parse_pool_spec(stored["spec"]).keep_alive == KeepAlive()
+
+
+VALID_KEEP_ALIVE: list[tuple[dict[str, object], str, object]] = [
+    (keep_alive(enabled=False), "enabled", False),
+    (keep_alive(idleAfter="1d", deadline="2d"), "idle_after", timedelta(days=1)),
+    (keep_alive(idleAfter="50d", deadline="60d"), "deadline", timedelta(days=60)),
+    (keep_alive(idleAfter="36h"), "idle_after", timedelta(hours=36)),  # the schema wants days; fine here
+    (keep_alive(minSpacing="1m"), "min_spacing", timedelta(minutes=1)),
+    (keep_alive(minSpacing="24h"), "min_spacing", timedelta(hours=24)),
+    (keep_alive(minSpacing="1h30m"), "min_spacing", timedelta(minutes=90)),
+    (keep_alive(maxPerDay=1), "max_per_day", 1),
+    (keep_alive(maxPerDay=1000), "max_per_day", 1000),
+    (keep_alive(partners=["+14155550100", "keepalive@example.com"]), "partners",
+     ("+14155550100", "keepalive@example.com")),
+    (keep_alive(partners=[]), "partners", ()),
+    (keep_alive(messages=["Morning!", "Lunch at 12:30?"]), "messages", ("Morning!", "Lunch at 12:30?")),
+    (keep_alive(messages=["x" * 320]), "messages", ("x" * 320,)),
+    (keep_alive(window={"start": "00:00", "end": "23:59"}), "window",
+     KeepAliveWindow(start=time(0, 0), end=time(23, 59))),
+    (keep_alive(window={"start": "09:30", "end": "17:45", "days": ["Sun", "Sat"]}), "window",
+     KeepAliveWindow(start=time(9, 30), end=time(17, 45), days=frozenset({5, 6}))),
+    (keep_alive(window={"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}), "window",
+     KeepAliveWindow(days=frozenset(range(7)))),
+]
+
+
+@pytest.mark.parametrize(("spec", "attr", "expected"), VALID_KEEP_ALIVE)
+def test_valid_keep_alive(spec: dict[str, object], attr: str, expected: object) -> None:
+    assert getattr(parse_pool_spec(spec).keep_alive, attr) == expected
+
+
+BAD_KEEP_ALIVE: list[tuple[dict[str, object], str, str]] = [
+    (pool(keepAlive="yes"), "spec.keepAlive", "must be an object"),
+    (keep_alive(enabled="yes"), "spec.keepAlive.enabled", "true or false"),
+    (keep_alive(idleAfter="0d"), "spec.keepAlive.idleAfter", "between 1d and 50d, not '0d'"),
+    (keep_alive(idleAfter="51d", deadline="60d"), "spec.keepAlive.idleAfter", "between 1d and 50d"),
+    (keep_alive(idleAfter="3 weeks"), "spec.keepAlive.idleAfter", "not a duration"),
+    (keep_alive(deadline="61d"), "spec.keepAlive.deadline", "between 1d and 60d"),
+    (keep_alive(deadline="20d"), "spec.keepAlive.deadline", "must be longer than idleAfter (21d), not '20d'"),
+    (keep_alive(deadline="21d"), "spec.keepAlive.deadline", "must be longer than idleAfter (21d)"),
+    (keep_alive(idleAfter="50d"), "spec.keepAlive.deadline", "must be longer than idleAfter (50d), not '45d'"),
+    (keep_alive(minSpacing="30s"), "spec.keepAlive.minSpacing", "between 1m and 24h, not '30s'"),
+    (keep_alive(minSpacing="25h"), "spec.keepAlive.minSpacing", "between 1m and 24h, not '25h'"),
+    (keep_alive(maxPerDay=0), "spec.keepAlive.maxPerDay", "between 1 and 1000"),
+    (keep_alive(maxPerDay=1001), "spec.keepAlive.maxPerDay", "between 1 and 1000"),
+    (keep_alive(maxPerDay="20"), "spec.keepAlive.maxPerDay", "whole number"),
+    (keep_alive(window="10-19"), "spec.keepAlive.window", "must be an object"),
+    (keep_alive(window={"start": "20:00"}), "spec.keepAlive.window.start",
+     "must be before end (19:00), not '20:00'"),
+    (keep_alive(window={"start": "12:00", "end": "12:00"}), "spec.keepAlive.window.start", "before end (12:00)"),
+    (keep_alive(window={"start": "9:00"}), "spec.keepAlive.window.start", "HH:MM"),
+    (keep_alive(window={"end": "24:00"}), "spec.keepAlive.window.end", "HH:MM"),
+    (keep_alive(window={"end": 1900}), "spec.keepAlive.window.end", "HH:MM"),
+    (keep_alive(window={"days": ["Mon", "Tue", "Funday"]}), "spec.keepAlive.window.days[2]",
+     "'Funday' is not one of Mon, Tue, Wed, Thu, Fri, Sat, Sun"),
+    (keep_alive(window={"days": ["Mon", "Mon"]}), "spec.keepAlive.window.days[1]", "listed twice"),
+    (keep_alive(window={"days": []}), "spec.keepAlive.window.days", "at least one"),
+    (keep_alive(window={"days": "Mon"}), "spec.keepAlive.window.days", "list"),
+    (keep_alive(partners=["bob"]), "spec.keepAlive.partners[0]", "'bob' is neither an E.164 number nor an email"),
+    (keep_alive(partners=["+14155550100", "4155550100"]), "spec.keepAlive.partners[1]", "neither"),
+    (keep_alive(partners=["a@b.co", "a@b.co"]), "spec.keepAlive.partners[1]", "listed twice"),
+    (keep_alive(partners=[f"+1415555{i:04d}" for i in range(51)]), "spec.keepAlive.partners", "at most 50"),
+    (keep_alive(partners="a@b.co"), "spec.keepAlive.partners", "must be a list"),
+    (keep_alive(messages=["see https://example.com"]), "spec.keepAlive.messages[0]", "must not contain a link"),
+    (keep_alive(messages=["ok", "WWW.example.com"]), "spec.keepAlive.messages[1]", "must not contain a link"),
+    (keep_alive(messages=[""]), "spec.keepAlive.messages[0]", "non-empty"),
+    (keep_alive(messages=["  "]), "spec.keepAlive.messages[0]", "non-empty"),
+    (keep_alive(messages=[42]), "spec.keepAlive.messages[0]", "non-empty text"),
+    (keep_alive(messages=["x" * 321]), "spec.keepAlive.messages[0]", "at most 320 characters"),
+    (keep_alive(messages=["x"] * 101), "spec.keepAlive.messages", "at most 100"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "reason"), BAD_KEEP_ALIVE)
+def test_bad_keep_alive_names_the_field(spec: dict[str, object], field: str, reason: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_pool_spec(spec)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+    assert reason in caught.value.reason
+
+
+def test_last_activity_timestamp_query() -> None:
+    default = parse_pool_spec(pool()).metrics.queries.last_activity_timestamp
+    assert default == QueryTemplates().last_activity_timestamp
+    assert default == 'max by (server, line) (imessage_line_last_activity_timestamp_seconds{server=~"{{servers}}"})'
+    query = 'max by (server, line) (relay_last_seen_seconds{server=~"{{servers}}"})'
+    parsed = parse_pool_spec({"metrics": {**METRICS, "queries": {"lastActivityTimestamp": query}}})
+    assert parsed.metrics.queries.last_activity_timestamp == query
+    assert parsed.metrics.queries.activity == QueryTemplates().activity
+    with pytest.raises(SpecError) as caught:
+        parse_pool_spec({"metrics": {**METRICS, "queries": {"lastActivityTimestamp": ""}}})
+    assert caught.value.field == "spec.metrics.queries.lastActivityTimestamp"
+
+
+# --- enums against the CRDs -------------------------------------------------------------------------
+
+
+def _server_status_line() -> dict[str, Any]:
+    schema = crd_named("messagingservers.linepool.dev").schema("v1alpha1")
+    items: dict[str, Any] = schema["properties"]["status"]["properties"]["lines"]["items"]["properties"]
+    return items
+
+
+def test_line_states_match_the_crd() -> None:
+    assert _server_status_line()["state"]["enum"] == [state.value for state in LineState]
+    assert LineState.AT_RISK == "AtRisk"
+
+
+def test_keep_alive_phases_match_the_crd() -> None:
+    phase = _server_status_line()["keepAlive"]["properties"]["phase"]
+    assert phase["enum"] == [p.value for p in KeepAlivePhase] == ["Planned", "Sent", "Replied", "Failed"]
+
+
+def test_keep_alive_condition_types_and_reasons() -> None:
+    assert ConditionType.KEEP_ALIVE_HEALTHY == "KeepAliveHealthy"
+    assert ConditionType.CREDENTIALS_AVAILABLE == "CredentialsAvailable"
+    assert {r.value for r in Reason} >= {
+        "KeepAliveSent", "KeepAliveReplied", "KeepAliveDeferred", "KeepAliveRetrying", "KeepAliveFailed",
+        "KeepAliveDisabled", "LinesFresh", "LineAtRisk", "LinesAtRisk", "CredentialsFound", "SecretNotFound",
+        "SecretKeyMissing",
+    }

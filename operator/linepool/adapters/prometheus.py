@@ -31,9 +31,10 @@ class PoolQueries:
     new_conversations: str
     line_state: str
     activity: str
+    last_activity: str
 
-    def all(self) -> tuple[str, str, str, str]:
-        return (self.sent, self.new_conversations, self.line_state, self.activity)
+    def all(self) -> tuple[str, str, str, str, str]:
+        return (self.sent, self.new_conversations, self.line_state, self.activity, self.last_activity)
 
 
 def render_queries(*, templates: QueryTemplates, servers: list[str], window: str) -> PoolQueries:
@@ -50,6 +51,7 @@ def render_queries(*, templates: QueryTemplates, servers: list[str], window: str
         new_conversations=fill(templates.new_conversations_in_window),
         line_state=fill(templates.line_state),
         activity=fill(templates.activity),
+        last_activity=fill(templates.last_activity_timestamp),
     )
 
 
@@ -80,10 +82,11 @@ class PrometheusClient:
 
     async def observe(self, *, base_url: str, queries: PoolQueries, at: datetime) -> Observation:
         """Run a pool's batch concurrently and join it into one observation."""
-        sent, new, state, activity = await asyncio.gather(
+        sent, new, state, activity, last_activity = await asyncio.gather(
             *(self.query(base_url=base_url, promql=q, at=at) for q in queries.all())
         )
-        return assemble(time=at, sent=sent, new_conversations=new, line_state=state, activity=activity)
+        return assemble(time=at, sent=sent, new_conversations=new, line_state=state, activity=activity,
+                        last_activity=last_activity)
 
 
 def _parse_vector(body: object, *, url: str) -> list[Sample]:

@@ -9,11 +9,11 @@ time zone database. Every failure is a :class:`SpecError` naming the field.
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from linepool.api.durations import parse_duration
+from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
 from linepool.api.types import LineRole, QuotaWindow, ScalingMode
 
@@ -22,6 +22,17 @@ HTTP_URL = re.compile(r"^https?://[^\s/]+(/.*)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MIN_POLL_INTERVAL = timedelta(seconds=1)
 MAX_SERVER_LINES = 100
+# Keep-alive: the limits the CRD schema states, checked again here.
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # index = date.weekday()
+CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+LINK = re.compile(r"://|www\.", re.IGNORECASE)
+IDLE_AFTER_RANGE = ("1d", "50d")
+DEADLINE_RANGE = ("1d", "60d")
+MIN_SPACING_RANGE = ("1m", "24h")
+NO_LINKS = "must not contain a link (:// or www.): keep-alive traffic carries no links or media"
+MAX_PARTNERS = 50
+MAX_MESSAGES = 100
+MAX_MESSAGE_LENGTH = 320
 
 E = TypeVar("E", QuotaWindow, ScalingMode, LineRole)
 
@@ -80,6 +91,11 @@ class QueryTemplates:
         "sum by (server, line) "
         '({__name__=~"imessage_messages_(sent|received)_total", server=~"{{servers}}"})'
     )
+    # Optional gauge of each line's last activity (unix seconds); when a line has it, it takes
+    # precedence over increases of the activity counters.
+    last_activity_timestamp: str = (
+        'max by (server, line) (imessage_line_last_activity_timestamp_seconds{server=~"{{servers}}"})'
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,12 +107,36 @@ class Metrics:
 
 
 @dataclass(frozen=True, kw_only=True)
+class KeepAliveWindow:
+    """Local times and weekdays (in ``quotas.timezone``) in which keep-alive messages may be sent."""
+
+    start: time = time(10, 0)
+    end: time = time(19, 0)
+    days: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # date.weekday() numbers, 0 = Monday
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepAlive:
+    """Keep-alive traffic for idle lines, so that Apple does not deactivate them."""
+
+    enabled: bool = True
+    idle_after: timedelta = timedelta(days=21)
+    deadline: timedelta = timedelta(days=45)
+    window: KeepAliveWindow = field(default_factory=KeepAliveWindow)
+    min_spacing: timedelta = timedelta(minutes=10)
+    max_per_day: int = 20
+    partners: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class PoolSpec:
     quotas: Quotas
     assignment: Assignment
     scaling: Scaling
     inventory: tuple[str, ...]
     metrics: Metrics
+    keep_alive: KeepAlive = field(default_factory=KeepAlive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +194,35 @@ def _duration(raw: Mapping[str, Any], key: str, path: str, *, default: str, mini
     if value < minimum:
         raise SpecError(f"{path}.{key}", f"must be at least {minimum.total_seconds():g}s, not {text!r}")
     return value
+
+
+def _bounded_duration(
+    raw: Mapping[str, Any], key: str, path: str, *, default: str, bounds: tuple[str, str]
+) -> timedelta:
+    low, high = bounds
+    value = _duration(raw, key, path, default=default, minimum=timedelta(0))
+    if not parse_duration(low) <= value <= parse_duration(high):
+        raise SpecError(f"{path}.{key}", f"must be between {low} and {high}, not {raw.get(key, default)!r}")
+    return value
+
+
+def _list(raw: Mapping[str, Any], key: str, path: str, *, max_items: int) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(f"{path}.{key}", "must be a list")
+    if len(value) > max_items:
+        raise SpecError(f"{path}.{key}", f"holds at most {max_items} entries, not {len(value)}")
+    return value
+
+
+def _clock(raw: Mapping[str, Any], key: str, path: str, *, default: str) -> time:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not CLOCK_TIME.match(value):
+        raise SpecError(f"{path}.{key}", f"must be a time of day HH:MM between 00:00 and 23:59, not {value!r}")
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
 
 
 def _enum(
@@ -247,7 +316,74 @@ def parse_pool_spec(spec: Mapping[str, Any]) -> PoolSpec:
     return PoolSpec(
         quotas=quotas, assignment=Assignment(stop_at=stop_at, resume_at=resume_at),
         scaling=scaling, inventory=inventory, metrics=metrics,
+        keep_alive=_parse_keep_alive(_section(spec, "keepAlive", "spec")),
     )
+
+
+def _parse_keep_alive(raw: Mapping[str, Any]) -> KeepAlive:
+    # The schema takes idleAfter and deadline in whole days only, because Kubernetes CEL cannot
+    # compare durations written in days; here any duration within the range is accepted.
+    path = "spec.keepAlive"
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.enabled", f"must be true or false, not {enabled!r}")
+    idle_after = _bounded_duration(raw, "idleAfter", path, default="21d", bounds=IDLE_AFTER_RANGE)
+    deadline = _bounded_duration(raw, "deadline", path, default="45d", bounds=DEADLINE_RANGE)
+    if deadline <= idle_after:
+        raise SpecError(
+            f"{path}.deadline",
+            f"must be longer than idleAfter ({format_duration(idle_after)}), not {raw.get('deadline', '45d')!r}",
+        )
+    partners = []
+    for index, item in enumerate(_list(raw, "partners", path, max_items=MAX_PARTNERS)):
+        if not isinstance(item, str) or not LINE_ID.match(item):
+            raise SpecError(f"{path}.partners[{index}]", f"{item!r} is neither an E.164 number nor an email")
+        if item in partners:
+            raise SpecError(f"{path}.partners[{index}]", f"{item} is listed twice")
+        partners.append(item)
+    messages = []
+    for index, item in enumerate(_list(raw, "messages", path, max_items=MAX_MESSAGES)):
+        where = f"{path}.messages[{index}]"
+        if not isinstance(item, str) or not item.strip():
+            raise SpecError(where, f"must be a non-empty text, not {item!r}")
+        if len(item) > MAX_MESSAGE_LENGTH:
+            raise SpecError(where, f"must be at most {MAX_MESSAGE_LENGTH} characters, not {len(item)}")
+        if LINK.search(item):
+            raise SpecError(where, NO_LINKS)
+        messages.append(item)
+    return KeepAlive(
+        enabled=enabled,
+        idle_after=idle_after,
+        deadline=deadline,
+        window=_parse_window(_section(raw, "window", path)),
+        min_spacing=_bounded_duration(raw, "minSpacing", path, default="10m", bounds=MIN_SPACING_RANGE),
+        max_per_day=_int(raw, "maxPerDay", path, default=20, low=1, high=1000),
+        partners=tuple(partners),
+        messages=tuple(messages),
+    )
+
+
+def _parse_window(raw: Mapping[str, Any]) -> KeepAliveWindow:
+    path = "spec.keepAlive.window"
+    start = _clock(raw, "start", path, default="10:00")
+    end = _clock(raw, "end", path, default="19:00")
+    if start >= end:
+        raise SpecError(f"{path}.start", f"must be before end ({end:%H:%M}), not {raw.get('start', '10:00')!r}")
+    days_raw = raw.get("days")
+    if days_raw is None:
+        days_raw = list(WEEKDAYS[:5])
+    if not isinstance(days_raw, list):
+        raise SpecError(f"{path}.days", "must be a list of weekdays such as [Mon, Tue, Wed, Thu, Fri]")
+    if not days_raw:
+        raise SpecError(f"{path}.days", "must name at least one weekday (set keepAlive.enabled to false instead)")
+    days: set[int] = set()
+    for index, item in enumerate(days_raw):
+        if item not in WEEKDAYS:
+            raise SpecError(f"{path}.days[{index}]", f"{item!r} is not one of {', '.join(WEEKDAYS)}")
+        if WEEKDAYS.index(item) in days:
+            raise SpecError(f"{path}.days[{index}]", f"{item} is listed twice")
+        days.add(WEEKDAYS.index(item))
+    return KeepAliveWindow(start=start, end=end, days=frozenset(days))
 
 
 def _parse_scaling(raw: Mapping[str, Any]) -> Scaling:
@@ -286,6 +422,7 @@ def _parse_queries(raw: Mapping[str, Any]) -> QueryTemplates:
         ("newConversationsInWindow", "new_conversations_in_window"),
         ("lineState", "line_state"),
         ("activity", "activity"),
+        ("lastActivityTimestamp", "last_activity_timestamp"),
     ):
         if key in raw:
             value = raw[key]

@@ -33,6 +33,7 @@ class ServerPhase(StrEnum):
 class LineState(StrEnum):
     ACTIVE = "Active"
     IDLE = "Idle"
+    AT_RISK = "AtRisk"
     FLAGGED = "Flagged"
     DEACTIVATED = "Deactivated"
 
@@ -43,6 +44,8 @@ class ConditionType(StrEnum):
     METRICS_AVAILABLE = "MetricsAvailable"
     SCALING_LIMITED = "ScalingLimited"
     INVALID_SPEC = "InvalidSpec"
+    KEEP_ALIVE_HEALTHY = "KeepAliveHealthy"
+    CREDENTIALS_AVAILABLE = "CredentialsAvailable"
 
 
 class ConditionStatus(StrEnum):
@@ -84,6 +87,28 @@ class Reason(StrEnum):
     RECONCILED = "Reconciled"
     PAUSED = "Paused"
     NO_ASSIGNABLE_LINES = "NoAssignableLines"
+    # Keep-alive.
+    KEEP_ALIVE_SENT = "KeepAliveSent"
+    KEEP_ALIVE_REPLIED = "KeepAliveReplied"
+    KEEP_ALIVE_DEFERRED = "KeepAliveDeferred"
+    KEEP_ALIVE_RETRYING = "KeepAliveRetrying"
+    KEEP_ALIVE_FAILED = "KeepAliveFailed"
+    KEEP_ALIVE_DISABLED = "KeepAliveDisabled"
+    LINES_FRESH = "LinesFresh"
+    LINE_AT_RISK = "LineAtRisk"
+    LINES_AT_RISK = "LinesAtRisk"
+    CREDENTIALS_FOUND = "CredentialsFound"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+
+
+class KeepAlivePhase(StrEnum):
+    """Progress of one keep-alive exchange, recorded in the line's status before the send."""
+
+    PLANNED = "Planned"
+    SENT = "Sent"
+    REPLIED = "Replied"
+    FAILED = "Failed"
 
 
 class RecommendedAction(StrEnum):

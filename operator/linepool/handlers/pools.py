@@ -6,15 +6,17 @@ changes nothing writes nothing.
 """
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 
 from linepool import telemetry
-from linepool.adapters.kubernetes import KubernetesError, KubernetesWriter
+from linepool.adapters.kubernetes import CredentialsError, KubernetesError, KubernetesWriter, SecretReader
+from linepool.adapters.messaging import MessagingAdapter, MessagingError, OutgoingMessage, send_guarded
 from linepool.adapters.prometheus import PrometheusClient, PrometheusError, render_queries
 from linepool.api import (
     ASSIGNABLE_LABEL,
@@ -28,11 +30,13 @@ from linepool.api import (
 )
 from linepool.api.conditions import condition, format_time, merge_conditions, parse_time, reports_new_problem
 from linepool.api.errors import SpecError
-from linepool.api.spec import PoolSpec, parse_pool_spec
-from linepool.api.types import ConditionType, Reason
+from linepool.api.spec import PoolSpec, ServerSpec, parse_pool_spec
+from linepool.api.types import ConditionType, LineState, Reason
 from linepool.handlers.events import post_event
 from linepool.handlers.servers import report_missing_pool
+from linepool.logic.keepalive import Delivery, Send, Settled, settle
 from linepool.logic.pool import (
+    CredentialProblem,
     Event,
     PoolDecision,
     PoolMemory,
@@ -40,6 +44,7 @@ from linepool.logic.pool import (
     ServerView,
     decide_pool,
     needs_write,
+    record_keep_alives,
 )
 from linepool.logic.scaling import mode_allows_changes, render_server
 from linepool.logic.window import promql_range, window_length
@@ -55,6 +60,9 @@ class PoolRuntime:
 
     memory: PoolMemory = field(default_factory=PoolMemory)
     known_servers: set[str] = field(default_factory=set)
+    # Servers whose token was read: None when that worked, else why not. Rebuilt after a restart
+    # by the next send; until then a server simply has no CredentialsAvailable condition.
+    credentials: dict[str, CredentialProblem | None] = field(default_factory=dict)
 
 
 # Signal first and cancel only if the loop has not left after 5s: a deleted pool still has to
@@ -149,19 +157,89 @@ async def reconcile_once(
 
     pool = PoolView(name=name, namespace=namespace, uid=str(meta.get("uid") or ""),
                     generation=meta.get("generation"), spec=spec, status=status, paused=paused)
+    await _recheck_credentials(runtime=runtime, servers=own, namespace=namespace, secrets=memo.secrets)
     decision = decide_pool(
         pool=pool, servers=[server_view(s) for s in own], observation=observation,
         metrics_error=metrics_error, memory=runtime.memory, now=now, foreign_lines=foreign_lines,
+        credentials=runtime.credentials, answer_delay=memo.options.answer_delay,
     )
     runtime.memory = decision.memory
+    if decision.keep_alive.sends:
+        results = await _send_keep_alives(decision=decision, pool=pool, memo=memo, runtime=runtime)
+        decision = record_keep_alives(decision=decision, pool=pool, results=results, now=datetime.now(tz=UTC))
     try:
         await _act(decision=decision, pool=pool, body=body, servers=own, writer=writer, now=now, logger=logger)
     except KubernetesError as error:
         telemetry.RECONCILE_ERRORS.labels(namespace, name, "kubernetes").inc()
         logger.error("Could not apply decisions for pool %s/%s: %s", namespace, name, error)
-    _export(decision=decision, pool=pool)
+    _export(decision=decision, pool=pool, now=now)
     telemetry.RECONCILE_DURATION.labels(namespace, name).observe(time.perf_counter() - started)
     return spec.metrics.poll_interval.total_seconds()
+
+
+async def _recheck_credentials(*, runtime: PoolRuntime, servers: list[dict[str, Any]], namespace: str,
+                               secrets: SecretReader) -> None:
+    """Look again at Secrets that were missing, so a fixed Secret clears the condition (reads are cached)."""
+    by_name = {str(s["metadata"]["name"]): s for s in servers}
+    for name, problem in list(runtime.credentials.items()):
+        server = by_name.get(name)
+        if server is None:
+            del runtime.credentials[name]
+            continue
+        if problem is None:
+            continue
+        ref = (server.get("spec") or {}).get("credentialsSecretRef") or {}
+        try:
+            await secrets.token(namespace=namespace, name=str(ref.get("name")), key=str(ref.get("key")))
+        except CredentialsError as error:
+            runtime.credentials[name] = (Reason(error.reason), str(error))
+        else:
+            runtime.credentials[name] = None
+
+
+async def _send_keep_alives(*, decision: PoolDecision, pool: PoolView, memo: kopf.Memo,
+                            runtime: PoolRuntime) -> list[tuple[Send, Settled]]:
+    """Send what is due. Each exchange was recorded in status by an earlier pass, with its key."""
+    results: list[tuple[Send, Settled]] = []
+    for send in decision.keep_alive.sends:
+        exchange = decision.keep_alive.lines[send.owner].exchange
+        server_spec = decision.server_specs.get(send.server)
+        if exchange is None or server_spec is None:
+            continue
+        delivery, detail, retry_after = await _deliver(send=send, server_spec=server_spec, namespace=pool.namespace,
+                                                       memo=memo, runtime=runtime)
+        settled = settle(plan=decision.keep_alive, send=send, exchange=exchange, delivery=delivery, detail=detail,
+                         retry_after=retry_after, spec=pool.spec.keep_alive, timezone=pool.spec.quotas.timezone,
+                         policy=memo.options.keep_alive_retry, now=datetime.now(tz=UTC))
+        telemetry.KEEPALIVE_SENDS.labels(pool.namespace, pool.name, send.server, settled.outcome).inc()
+        results.append((send, settled))
+    return results
+
+
+async def _deliver(*, send: Send, server_spec: ServerSpec, namespace: str, memo: kopf.Memo,
+                   runtime: PoolRuntime) -> tuple[Delivery, str, timedelta | None]:
+    secrets: SecretReader = memo.secrets
+    adapter: MessagingAdapter = memo.messaging
+    ref = server_spec.credentials
+    if ref is None:
+        runtime.credentials[send.server] = (Reason.SECRET_NOT_FOUND, "no Secret is referenced")
+        return Delivery.BLOCKED, "no credentials", None
+    try:
+        token = await secrets.token(namespace=namespace, name=ref.name, key=ref.key)
+    except CredentialsError as error:
+        runtime.credentials[send.server] = (Reason(error.reason), str(error))
+        return Delivery.BLOCKED, str(error), None
+    runtime.credentials[send.server] = None
+    message = OutgoingMessage(sender=send.sender, recipient=send.recipient, text=send.text,
+                              idempotency_key=send.idempotency_key)
+    try:
+        await send_guarded(adapter, endpoint=server_spec.endpoint, token=token, message=message,
+                           limit=memo.options.send_timeout)
+    except MessagingError as error:
+        if error.status in (401, 403):
+            secrets.forget(namespace=namespace, name=ref.name, key=ref.key)  # a rotated token is read again
+        return error.delivery, str(error), error.retry_after
+    return Delivery.SENT, "sent", None
 
 
 def server_view(snapshot: Mapping[str, Any]) -> ServerView:
@@ -271,7 +349,7 @@ def _count_write(pool: PoolView, what: str) -> None:
     telemetry.KUBERNETES_WRITES.labels(pool.namespace, pool.name, what).inc()
 
 
-def _export(*, decision: PoolDecision, pool: PoolView) -> None:
+def _export(*, decision: PoolDecision, pool: PoolView, now: datetime) -> None:
     ns, name = pool.namespace, pool.name
     status = decision.pool_status
     telemetry.POOL_UTILIZATION.labels(ns, name).set(decision.utilization)
@@ -283,6 +361,15 @@ def _export(*, decision: PoolDecision, pool: PoolView) -> None:
     telemetry.POOL_SCALE_UP_AT.labels(ns, name).set(pool.spec.scaling.scale_up_at)
     for cond in status["conditions"]:
         telemetry.POOL_CONDITION.labels(ns, name, cond["type"]).set(1 if cond["status"] == "True" else 0)
+    plan = decision.keep_alive
+    summary = status["keepAlive"]
+    telemetry.KEEPALIVE_LINES.labels(ns, name, "due").set(summary["due"])
+    telemetry.KEEPALIVE_LINES.labels(ns, name, "scheduled").set(summary["scheduled"])
+    by_state = Counter(o.state.value for o in plan.lines.values())
+    for state in LineState:
+        telemetry.POOL_LINES.labels(ns, name, state.value).set(by_state.get(state.value, 0))
+    if plan.oldest_activity is not None:
+        telemetry.OLDEST_ACTIVITY_AGE.labels(ns, name).set(max(0.0, (now - plan.oldest_activity).total_seconds()))
     for outcome in decision.servers:
         if outcome.utilization is not None:
             telemetry.SERVER_UTILIZATION.labels(ns, name, outcome.name).set(outcome.utilization)

@@ -20,6 +20,8 @@ class LineSample(NamedTuple):
     new_conversations: float = 0.0
     state: LineState | None = None
     activity: float | None = None
+    # Unix seconds of the line's last traffic, from the optional gauge; wins over counters.
+    last_seen: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,11 +42,14 @@ def assemble(
     new_conversations: Iterable[Sample],
     line_state: Iterable[Sample],
     activity: Iterable[Sample],
+    last_activity: Iterable[Sample] = (),
 ) -> Observation:
-    """Join the four query answers on (server, line). Series without those labels are ignored."""
+    """Join the query answers on (server, line). Series without those labels are ignored."""
     sent_by_line = _sum_by_line(sent)
     new_by_line = _sum_by_line(new_conversations)
     activity_by_line = _sum_by_line(activity)
+    last_seen_by_line = {key: value for labels, value in last_activity
+                         if (key := _line_key(labels)) is not None and value > 0}
     state_by_line: dict[tuple[str, str], LineState] = {}
     for labels, value in line_state:
         key = _line_key(labels)
@@ -53,12 +58,14 @@ def assemble(
             state_by_line[key] = _worst(state_by_line.get(key), state)
 
     samples: dict[str, dict[str, LineSample]] = {}
-    for key in sent_by_line.keys() | new_by_line.keys() | activity_by_line.keys() | state_by_line.keys():
+    keys = sent_by_line.keys() | new_by_line.keys() | activity_by_line.keys() | state_by_line.keys()
+    for key in keys | last_seen_by_line.keys():
         samples.setdefault(key[0], {})[key[1]] = LineSample(
             sent=sent_by_line.get(key, 0.0),
             new_conversations=new_by_line.get(key, 0.0),
             state=state_by_line.get(key),
             activity=activity_by_line.get(key),
+            last_seen=last_seen_by_line.get(key),
         )
     return Observation(time=time, samples=samples)
 

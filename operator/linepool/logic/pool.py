@@ -8,7 +8,7 @@ what it returns (status patches, label flips, events, new servers).
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from linepool.api.conditions import (
@@ -31,6 +31,15 @@ from linepool.api.types import (
     ServerPhase,
 )
 from linepool.logic.assignment import line_assignable, round_robin, server_assignable
+from linepool.logic.keepalive import ANSWER_DELAY, KeepAlivePlan, ServerFacts, Settled, headroom, plan_keep_alive
+from linepool.logic.keepalive import Send as KeepAliveSend
+from linepool.logic.keepalive_status import (
+    at_risk_events,
+    collect_lines,
+    pool_summary,
+    record_results,
+    write_plan,
+)
 from linepool.logic.observations import LineSample, Observation
 from linepool.logic.scaling import ScaleInputs, ScalePlan, plan_scale, remaining_inventory
 
@@ -108,6 +117,13 @@ class PoolDecision:
     memory: PoolMemory
     utilization: float
     metrics_ok: bool
+    keep_alive: KeepAlivePlan
+    # Valid server specs by name: where the keep-alive sends go, and with which credentials.
+    server_specs: Mapping[str, ServerSpec] = field(default_factory=dict)
+
+
+# A server's credentials: None when its Secret was read fine, else (reason, message).
+CredentialProblem = tuple[Reason, str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,13 +200,17 @@ def decide_pool(
     memory: PoolMemory,
     now: datetime,
     foreign_lines: frozenset[str] = frozenset(),
+    credentials: Mapping[str, CredentialProblem | None] | None = None,
+    answer_delay: timedelta = ANSWER_DELAY,
 ) -> PoolDecision:
     """Decide everything about one pool for this pass.
 
     ``observation`` is None when Prometheus could not be read (``metrics_error`` says why):
     then every server keeps its last known decision and no scale action is planned.
     ``foreign_lines`` are lines held by servers of other pools; they never count as spare.
+    ``credentials`` says, for servers whose token was read, whether that worked.
     """
+    credentials = credentials or {}
     spec = pool.spec
     conflicts = find_line_conflicts(servers)
     if observation is not None and _exporters_gone(servers, observation):
@@ -209,7 +229,7 @@ def decide_pool(
         fact = _decide_server(
             pool=pool, server=server, observation=observation, metrics_error=metrics_error,
             conflict=conflicts.get(server.name), memory=memory, now=now, now_text=now_text,
-            activity=activity, events=events, parsed=parsed,
+            activity=activity, events=events, parsed=parsed, credentials=credentials,
         )
         facts.append(fact)
 
@@ -235,11 +255,15 @@ def decide_pool(
         remaining_inventory=spare, last_scale_time=last_scale, now=now,
     ))
 
+    keep_alive = _plan_keep_alive(pool=pool, valid=valid, servers=servers, metrics_ok=metrics_ok,
+                                  credentials=credentials, events=events, now=now, answer_delay=answer_delay)
     next_memory = _next_memory(memory=memory, fresh=metrics_ok, now=now, activity=activity, specs=parsed)
     conditions = _pool_conditions(
         pool=pool, metrics_ok=metrics_ok, metrics_error=metrics_error, plan=plan,
         assignable_count=assignable_count, memory=next_memory, now=now,
     )
+    keep_alive_status, keep_alive_condition = pool_summary(plan=keep_alive, spec=spec.keep_alive)
+    conditions.append(keep_alive_condition)
     events.extend(_pool_events(pool=pool, conditions=conditions, plan=plan))
 
     previous_recommendation = pool.status.get("recommendation") or {}
@@ -268,6 +292,7 @@ def decide_pool(
         },
         "assignableLines": assignable_lines,
         "recommendation": recommendation,
+        "keepAlive": keep_alive_status,
         "conditions": merge_conditions(
             previous=pool.status.get("conditions"), current=conditions, now=now,
             observed_generation=pool.generation,
@@ -284,8 +309,57 @@ def decide_pool(
 
     return PoolDecision(
         pool_status=status, servers=tuple(f.outcome for f in facts), events=tuple(events), plan=plan,
-        memory=next_memory, utilization=utilization, metrics_ok=metrics_ok,
+        memory=next_memory, utilization=utilization, metrics_ok=metrics_ok, keep_alive=keep_alive,
+        server_specs={f.outcome.name: f.spec for f in valid if f.spec is not None},
     )
+
+
+def _plan_keep_alive(*, pool: PoolView, valid: Sequence["_ServerFacts"], servers: Sequence[ServerView],
+                     metrics_ok: bool, credentials: Mapping[str, CredentialProblem | None], events: list[Event],
+                     now: datetime, answer_delay: timedelta) -> KeepAlivePlan:
+    """Plan keep-alives and write them into the servers' line statuses (state, times, records)."""
+    spec = pool.spec
+    lines_by_server = {f.outcome.name: f.outcome.status["lines"] for f in valid}
+    previous = {s.name: s.status for s in servers}
+    server_facts = {
+        f.outcome.name: ServerFacts(
+            name=f.outcome.name,
+            # A paused pool freezes every action; a server whose token cannot be read sends nothing.
+            can_send=not pool.paused and credentials.get(f.outcome.name) is None,
+            # Without fresh metrics the quota guard is blind, so nothing is sent (fail static).
+            headroom=headroom(sent=f.sent, quota=f.quota, stop_at=spec.assignment.stop_at) if metrics_ok else 0,
+        )
+        for f in valid
+    }
+    plan = plan_keep_alive(
+        spec=spec.keep_alive, timezone=spec.quotas.timezone, now=now, servers=server_facts, answer_delay=answer_delay,
+        lines=collect_lines(lines_by_server=lines_by_server, previous_by_server=previous, now=now),
+    )
+    write_plan(plan=plan, lines_by_server=lines_by_server)
+    for f in valid:
+        f.outcome.status["lineSummary"]["atRisk"] = sum(
+            1 for line in f.outcome.status["lines"] if line["state"] == LineState.AT_RISK.value)
+    events.extend(Event(server=e.server, type=e.type, reason=e.reason, message=e.message)
+                  for e in at_risk_events(plan=plan, previous_by_server=previous, spec=spec.keep_alive))
+    return plan
+
+
+def record_keep_alives(*, decision: PoolDecision, pool: PoolView,
+                       results: Sequence[tuple[KeepAliveSend, Settled]], now: datetime) -> PoolDecision:
+    """The decision after this pass's keep-alive sends: records, times, summary, condition, events."""
+    if not results:
+        return decision
+    plan = record_results(plan=decision.keep_alive, results=results, now=now)
+    write_plan(plan=plan, lines_by_server={o.name: o.status["lines"] for o in decision.servers if o.valid})
+    summary, cond = pool_summary(plan=plan, spec=pool.spec.keep_alive)
+    pool_status = dict(decision.pool_status)
+    pool_status["keepAlive"] = summary
+    pool_status["conditions"] = merge_conditions(previous=pool_status["conditions"], current=[cond], now=now,
+                                                 observed_generation=pool.generation)
+    events = decision.events + tuple(
+        Event(server=e.server, type=e.type, reason=e.reason, message=e.message)
+        for _, settled in results for e in settled.events)
+    return replace(decision, keep_alive=plan, pool_status=pool_status, events=events)
 
 
 def _exporters_gone(servers: Sequence[ServerView], observation: Observation) -> bool:
@@ -388,7 +462,8 @@ def _pool_events(*, pool: PoolView, conditions: Sequence[Condition], plan: Scale
 def _decide_server(*, pool: PoolView, server: ServerView, observation: Observation | None,
                    metrics_error: str | None, conflict: str | None, memory: PoolMemory, now: datetime,
                    now_text: str, activity: dict[tuple[str, str], float], events: list[Event],
-                   parsed: dict[tuple[str, int], ServerSpec | SpecError]) -> _ServerFacts:
+                   parsed: dict[tuple[str, int], ServerSpec | SpecError],
+                   credentials: Mapping[str, CredentialProblem | None]) -> _ServerFacts:
     previous = server.status
     try:
         spec = _parsed_spec(server, memory=memory, parsed=parsed)
@@ -466,7 +541,8 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
         "conditions": merge_conditions(
             previous=previous.get("conditions"),
             current=[assign_cond, metrics, condition(ConditionType.INVALID_SPEC, False, Reason.SPEC_VALID,
-                                                     "the spec is valid")],
+                                                     "the spec is valid"),
+                     *_credentials_condition(server=server, credentials=credentials, events=events)],
             now=now, observed_generation=server.generation,
         ),
     }
@@ -478,6 +554,25 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
         outcome=outcome, spec=spec, sent=sent if observation is not None else utilization * quota,
         quota=quota, assignable_lines=assignable_ids, total_lines=len(lines), has_series=has_series,
     )
+
+
+def _credentials_condition(*, server: ServerView, credentials: Mapping[str, CredentialProblem | None],
+                           events: list[Event]) -> list[Condition]:
+    """CredentialsAvailable, once the server's token has been read (only keep-alive sends need it)."""
+    if server.name not in credentials:
+        return []
+    problem = credentials[server.name]
+    if problem is None:
+        return [condition(ConditionType.CREDENTIALS_AVAILABLE, True, Reason.CREDENTIALS_FOUND,
+                          "the API token was read from spec.credentialsSecretRef")]
+    reason, message = problem
+    text = f"spec.credentialsSecretRef: {message}; keep-alive sends from this server are stopped"
+    old = find_condition(server.status.get("conditions"), ConditionType.CREDENTIALS_AVAILABLE)
+    if old is None or old.get("status") != "False" or old.get("message") != text:
+        events.append(Event(server=server.name, type="Warning", reason=reason,
+                            message=f"keep-alive sends from this server stop until spec.credentialsSecretRef "
+                                    f"can be read: {message}"))
+    return [condition(ConditionType.CREDENTIALS_AVAILABLE, False, reason, text)]
 
 
 def _parsed_spec(server: ServerView, *, memory: PoolMemory,
@@ -572,7 +667,9 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
         if current is not None:
             activity[key] = current
         # The common case, first: a known line whose counters did not move keeps its time.
-        if isinstance(old_activity, str) and old_activity and (current is None or remembered.get(key) == current):
+        if sample is not None and sample.last_seen is not None:
+            last_activity = _seen_activity(old=old_activity, seen=sample.last_seen)
+        elif isinstance(old_activity, str) and old_activity and (current is None or remembered.get(key) == current):
             last_activity = old_activity
         else:
             last_activity = _last_activity(old=old_activity, current=current, before=remembered.get(key),
@@ -588,6 +685,15 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             "lastActivityTime": last_activity,
         })
     return lines
+
+
+def _seen_activity(*, old: Any, seen: float) -> str:
+    """The relay's own last-activity gauge wins, but moves status only by whole hours."""
+    moment = datetime.fromtimestamp(seen, tz=UTC)
+    previous = parse_time(old)
+    if previous is not None and abs(moment - previous) < ACTIVITY_RESOLUTION:
+        return str(old)
+    return format_time(moment)
 
 
 def _last_activity(*, old: Any, current: float | None, before: float | None, now: datetime, now_text: str) -> str:

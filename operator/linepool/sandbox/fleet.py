@@ -50,6 +50,8 @@ class _Line:
     sent: float = 0
     received: float = 0
     new_conversations: float = 0
+    # Unix seconds of the last traffic, exported only once set (the gauge is optional).
+    last_activity: float | None = None
 
 
 class Fleet(Service):
@@ -162,6 +164,11 @@ class Fleet(Service):
         with self._lock:
             self._line(server, line).state = state
 
+    def set_last_activity(self, server: str, line: str, timestamp: float) -> None:
+        """Export ``imessage_line_last_activity_timestamp_seconds`` for a line (e.g. weeks ago)."""
+        with self._lock:
+            self._line(server, line).last_activity = timestamp
+
     def line_state(self, server: str, line: str) -> LineState:
         with self._lock:
             return self._line(server, line).state
@@ -273,13 +280,17 @@ class _FleetCollector(Collector):
                                   labels=labels)
         state = GaugeMetricFamily('imessage_line_state', "1 for the line's current state, 0 for the others.",
                                   labels=['server', 'line', 'state'])
+        last = GaugeMetricFamily('imessage_line_last_activity_timestamp_seconds',
+                                 "Unix time of the line's last inbound or outbound message.", labels=labels)
         for server, line, record in snapshot:
+            if record.last_activity is not None:
+                last.add_metric([server, line], record.last_activity)
             sent.add_metric([server, line], record.sent)
             received.add_metric([server, line], record.received)
             new.add_metric([server, line], record.new_conversations)
             for candidate in LINE_STATES:
                 state.add_metric([server, line, candidate], 1.0 if record.state == candidate else 0.0)
-        yield from (sent, received, new, state)
+        yield from (sent, received, new, state, last)
 
 
 def linear_ramp(*, start: float = 0.5, peak: float = 5.0, ramp_seconds: float = 180.0) -> TrafficProfile:
@@ -323,13 +334,18 @@ class RelayStub(Service):
         stub.fail_next(1, status=500)                  # then 1 gets 500
         stub.delay_next(1, seconds=2.0)                # then 1 is answered normally, but late
 
-    A successful send answers ``202 Accepted`` with ``{"id": ..., "status": "queued"}``.
+    A successful send answers ``202 Accepted`` with ``{"id": ..., "status": "queued"}``. Like a
+    real messaging API it is idempotent: a request repeating an accepted ``idempotencyKey``
+    answers ``409`` and sends nothing. With ``token`` set, a request without
+    ``Authorization: Bearer <token>`` answers ``401``.
     ``GET /healthz`` answers 200. Everything else is 404. All requests are recorded.
     """
 
-    def __init__(self, port: int = 0, *, host: str = '127.0.0.1') -> None:
+    def __init__(self, port: int = 0, *, host: str = '127.0.0.1', token: str | None = None) -> None:
         super().__init__()
         self.host = host
+        self.token = token
+        self._accepted_keys: set[str] = set()
         self._requested_port = port
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
@@ -427,6 +443,7 @@ class RelayStub(Service):
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._accepted_keys.clear()
 
     # Internals.
 
@@ -452,12 +469,24 @@ class RelayStub(Service):
             status, payload = 200, {'status': 'ok'}
         elif handler.command == 'POST' and path == '/v1/messages':
             fault = self._take_fault()
+            key = body.get('idempotencyKey') if isinstance(body, dict) else None
+            authorized = self.token is None or headers.get('Authorization') == f"Bearer {self.token}"
+            duplicate = False
+            if authorized and (fault is None or fault.status is None) and key is not None:
+                # A real API commits the key when the request arrives, not when it answers.
+                with self._lock:
+                    duplicate = str(key) in self._accepted_keys
+                    self._accepted_keys.add(str(key))
             if fault is not None and fault.delay > 0:
                 self._closing.wait(fault.delay)  # interruptible, so stop() is never held up
             if fault is not None and fault.status is not None:
                 status, payload = fault.status, {'error': _REASONS.get(fault.status, 'injected failure')}
                 if fault.retry_after is not None:
                     extra_headers['Retry-After'] = f"{fault.retry_after:g}"
+            elif not authorized:
+                status, payload = 401, {'error': 'unauthorized'}
+            elif duplicate:
+                status, payload = 409, {'error': _REASONS[409]}
             else:
                 status, payload = 202, {'id': str(uuid.uuid4()), 'status': 'queued'}
 

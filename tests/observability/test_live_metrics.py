@@ -1,0 +1,115 @@
+"""Every metric that the alerts and the dashboard query is one the operator really exports.
+
+Starts the real operator (``python -m linepool run``) as a child process against the emulated API
+server, with one LinePool whose Prometheus URL points at a closed port (the operator still runs
+its pool loop, fails static and exports the pool's metrics), and scrapes its ``/metrics``.
+prometheus_client prints ``# HELP``/``# TYPE`` for every declared metric, even labelled ones with
+no sample yet, so the scrape lists the whole contract; a metric renamed in telemetry.py, or a
+typo in a query, fails here.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from linepool.sandbox.apiserver import ApiServerThread
+from linepool.sandbox.operator_process import OperatorProcess
+from linepool.sandbox.prometheus import PrometheusNotInstalled, find_binary, free_port
+from tests.observability.promql import dashboard_expressions, metric_names, rule_expressions
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "observability"
+POOL = "quiet"
+GROUP_VERSION = "linepool.dev/v1alpha1"
+# Sample names a metric family of each type exposes, besides the family name itself.
+SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum"), "gaugehistogram": (
+    "_bucket", "_gcount", "_gsum")}
+
+
+@pytest.fixture(scope="module")
+def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir: pathlib.Path = tmp_path_factory.mktemp("live-metrics")
+    with ApiServerThread() as api:
+        kubeconfig = api.write_kubeconfig(workdir / "kubeconfig", namespace=NAMESPACE)
+        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        api.apply({
+            "apiVersion": GROUP_VERSION, "kind": "LinePool",
+            "metadata": {"name": POOL, "namespace": NAMESPACE},
+            "spec": {"scaling": {"mode": "Off"},
+                     "metrics": {"prometheusURL": f"http://127.0.0.1:{free_port()}", "pollInterval": "1s"}},
+        })
+        api.apply({
+            "apiVersion": GROUP_VERSION, "kind": "MessagingServer",
+            "metadata": {"name": f"{POOL}-0", "namespace": NAMESPACE, "labels": {"linepool.dev/pool": POOL}},
+            "spec": {"pool": POOL, "endpoint": "http://127.0.0.1:9/relay",
+                     "credentialsSecretRef": {"name": "relay-token", "key": "token"},
+                     "lines": [{"id": "+14155550100"}, {"id": "+14155550101"}]},
+        })
+        operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=workdir / "operator.log")
+        operator.start()
+        try:
+            page = operator.wait_metrics()
+            wanted = f'linepool_pool_utilization{{namespace="{NAMESPACE}",pool="{POOL}"}}'
+            deadline = time.monotonic() + 20
+            while wanted not in page:
+                if time.monotonic() > deadline or not operator.running:
+                    pytest.fail(f"the operator did not export {wanted}; log:\n{operator.log()[-4000:]}")
+                time.sleep(0.2)
+                page = operator.metrics()
+            yield page
+        finally:
+            operator.stop()
+
+
+def exported_names(page: str) -> set[str]:
+    """Metric names a query may use: families from # TYPE lines (with their sample suffixes) and samples."""
+    names: set[str] = set()
+    for line in page.splitlines():
+        typed = re.match(r"# TYPE (\S+) (\S+)", line)
+        if typed:
+            name, kind = typed.groups()
+            names.add(name)
+            names.update(name + suffix for suffix in SUFFIXES.get(kind, ()))
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
+    return names
+
+
+def test_the_scrape_has_the_pool(scrape: str) -> None:
+    names = exported_names(scrape)
+    assert "linepool_build_info" in names
+    assert f'linepool_pool_condition{{namespace="{NAMESPACE}",pool="{POOL}",type="MetricsAvailable"}} 0.0' in scrape
+    assert "linepool_reconcile_duration_seconds_count" in names
+
+
+def test_the_dashboard_queries_only_exported_metrics(scrape: str) -> None:
+    exported = exported_names(scrape)
+    missing = {where: sorted(metric_names(expr) - exported)
+               for where, expr in dashboard_expressions().items() if metric_names(expr) - exported}
+    assert not missing, f"the dashboard queries metrics the operator does not export: {missing}"
+
+
+def test_the_alerts_query_only_exported_metrics(scrape: str) -> None:
+    exported = exported_names(scrape)
+    for alert, expr in rule_expressions().items():
+        names = metric_names(expr)
+        assert names and all(name.startswith("linepool_") for name in names), (alert, sorted(names))
+        assert names <= exported, f"{alert} queries {sorted(names - exported)}, which the operator does not export"
+
+
+def test_promtool_finds_nothing_to_lint_in_the_scrape(scrape: str) -> None:
+    try:
+        promtool = find_binary("promtool")
+    except PrometheusNotInstalled as exc:
+        pytest.skip(str(exc))
+    import subprocess
+
+    result = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
