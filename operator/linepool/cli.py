@@ -69,16 +69,17 @@ def run(args: argparse.Namespace) -> int:
 
     import linepool.handlers  # noqa: F401  (registers the handlers)
     from linepool import telemetry  # noqa: F401  (registers the metrics)
-    from linepool.adapters.messaging import adapter_names
+    from linepool.adapters.messaging import check_adapter
     from linepool.handlers.setup import set_options
     from linepool.process import tune_garbage_collector
 
     set_options(messaging_adapter=args.messaging_adapter, retry_base=args.keep_alive_retry_base,
                 max_attempts=max(1, args.keep_alive_max_attempts), answer_delay=args.keep_alive_answer_delay)
     # Fail at start-up, not at the first send, when the adapter is not installed.
-    if args.messaging_adapter not in adapter_names():
-        print(f"linepool run: --messaging-adapter: no adapter named {args.messaging_adapter!r}; installed: "
-              f"{', '.join(adapter_names())}", file=sys.stderr)
+    try:
+        check_adapter(args.messaging_adapter)
+    except ValueError as exc:
+        print(f"linepool run: --messaging-adapter: {exc}", file=sys.stderr)
         return 2
     tune_garbage_collector()
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}

@@ -37,6 +37,7 @@ class FakePool:
             for name, lines in LINES.items()
         }
         self.paused = False
+        self.credentials: dict[str, Any] = {}
 
     def step(self, now: datetime, sent: Mapping[str, float] | None, **line_overrides: LineSample) -> PoolDecision:
         observation = None
@@ -57,7 +58,7 @@ class FakePool:
                                 status=self.server_status.get(name, {}))
                      for name, spec in self.servers.items()],
             observation=observation, metrics_error=None if sent is not None else "connection refused",
-            memory=self.memory, now=now,
+            memory=self.memory, now=now, credentials=self.credentials,
         )
         self.memory = decision.memory
         self.pool_status = decision.pool_status

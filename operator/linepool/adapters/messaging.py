@@ -120,6 +120,22 @@ def load_adapter(name: str, *, session: aiohttp.ClientSession) -> MessagingAdapt
     return adapter
 
 
+def check_adapter(name: str) -> None:
+    """Raise ValueError, saying why, unless ``name`` can be loaded and has a ``send`` method."""
+    if name == DEFAULT_ADAPTER:
+        return
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        raise ValueError(f"no messaging adapter named {name!r}; installed: {', '.join(adapter_names())}")
+    try:
+        factory = found[0].load()
+    except Exception as exc:
+        raise ValueError(f"messaging adapter {name!r} ({found[0].value}) cannot be imported: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not callable(getattr(factory, "send", None)):
+        raise ValueError(f"messaging adapter {name!r} ({found[0].value}) has no send() method")
+
+
 def adapter_names() -> list[str]:
     """Every adapter ``--messaging-adapter`` accepts."""
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | {DEFAULT_ADAPTER})

@@ -245,7 +245,10 @@ def decide_pool(
 
     allocated = {line for server in servers for line in _raw_line_ids(server.spec)} | set(foreign_lines)
     spare = remaining_inventory(inventory=spec.inventory, allocated=allocated)
-    assignable_lines = round_robin([f.assignable_lines for f in valid])
+    # Fallback lines are held in reserve: new users go to them only when no Primary line can take any.
+    fallback = {line.id for f in valid if f.spec is not None for line in f.spec.lines if line.role is LineRole.FALLBACK}
+    assignable_lines = round_robin([[line for line in f.assignable_lines if line not in fallback] for f in valid]) \
+        or round_robin([[line for line in f.assignable_lines if line in fallback] for f in valid])
     assignable_count = sum(len(f.assignable_lines) for f in valid)
 
     last_scale = _last_scale_time(pool=pool, servers=servers)

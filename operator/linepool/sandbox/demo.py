@@ -18,17 +18,21 @@ Everything runs on this machine, on loopback, with nothing to install but Debian
 The traffic builds for about a minute, then eases. The quota is tiny (1000 messages per
 server per day), so within two minutes ``support-0`` reaches ``stopAt`` and is taken out of
 rotation, the pool crosses ``scaleUpAt`` and the operator adds ``support-2``, ``support-1``
-saturates too, and new users move to ``support-2``. A live view shows all of it, and a
-summary at the end says what happened and when.
+saturates too, and new users move to ``support-2``. Meanwhile the two Fallback lines, which
+carry no users by design and last had traffic 30 days ago, get a keep-alive: the operator
+plans a short exchange between them inside the pool's window, records it in status, sends it
+through each server's messaging API (a real HTTP stub here) and the partner line answers. A
+live view shows all of it, and a summary at the end says what happened and when.
 
 Run it with ``python -m linepool.sandbox.demo [--duration SECONDS]``. Exit codes: 0 when
-a saturation and a scale-up were seen, 1 when not (the summary says which is missing),
+a saturation, a scale-up and a keep-alive were seen, 1 when not (the summary says which is missing),
 2 when the demo could not run (port 19090 busy, Prometheus missing, the operator died),
 130 on Ctrl-C or SIGTERM. Everything it started is stopped in every case.
 """
 import argparse
 import collections
 import contextlib
+import copy
 import dataclasses
 import math
 import pathlib
@@ -40,15 +44,16 @@ import textwrap
 import time
 import urllib.error
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, Final, Protocol, TextIO
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, OPERATOR_NAME, POOLS, SERVERS
 from linepool.sandbox.apiserver import ApiServerThread
-from linepool.sandbox.fleet import Fleet
+from linepool.sandbox.fleet import Fleet, RelayStub
 from linepool.sandbox.operator_process import OperatorProcess
 from linepool.sandbox.prometheus import PrometheusNotInstalled, PrometheusProcess, find_binary
 
@@ -73,6 +78,17 @@ STARTUP_TIMEOUT: Final = 40.0  # Prometheus discovers its target after ~6s; kopf
 # The operator's own words for what the demo is about.
 SATURATED_REASON: Final = 'ServerSaturated'
 SCALED_UP_REASON: Final = 'ScaledUp'
+KEEP_ALIVE_REASON: Final = 'KeepAliveSent'
+ANSWERED_REASON: Final = 'KeepAliveReplied'
+# The fallback lines last had traffic this long ago: past the pool's idleAfter (21d). The one on
+# support-1, which saturates later, has waited longest, so it starts the exchange.
+FALLBACK_IDLE_DAYS: Final[Mapping[str, int]] = {'support-0': 30, 'support-1': 35}
+# The demo's clock runs fast: the keep-alive window is open now and closes within about a minute,
+# and a partner line answers within seconds (a real pool answers after minutes).
+KEEP_ALIVE_WINDOW_MINUTES: Final = 5
+KEEP_ALIVE_LEAD: Final = timedelta(seconds=15)
+OPERATOR_ARGS: Final = ('--keep-alive-answer-delay', '2s')
+WEEKDAYS: Final = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
 
 WIDTH: Final = 100  # every line of the view fits in 100 columns
 BAR_WIDTH: Final = 20
@@ -132,9 +148,11 @@ ACTIVITY: Final = Profile(((0.0, 0.14), (35.0, 0.42), (64.0, 0.42), (76.0, 0.03)
 ARRIVALS: Final = Profile(((0.0, 0.5), (40.0, 0.8)))
 # Open conversations per line at the start, in each server's line order. support-0 is the
 # busier server, so the two saturate one after the other rather than together.
+# The third line of each server is a Fallback line: it carries no users (the operator lists
+# Fallback lines as assignable only when no Primary line can take users).
 INITIAL_CONVERSATIONS: Final[Mapping[str, tuple[int, ...]]] = {
-    'support-0': (14, 14, 6),
-    'support-1': (11, 11, 4),
+    'support-0': (17, 17, 0),
+    'support-1': (13, 13, 0),
 }
 # Mean length of a conversation, in seconds (the demo's clock runs fast, like its quota). On a
 # server out of rotation, conversations end and none start, so its traffic fades.
@@ -246,6 +264,17 @@ class ServerRow:
     created_by_operator: bool
     created: datetime | None
     saturated_since: datetime | None  # the pass that took it out of rotation, from its conditions
+    keep_alives: tuple['KeepAliveRow', ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KeepAliveRow:
+    """A line's keep-alive exchange, as its server's status records it."""
+
+    line: str
+    to: str
+    phase: str
+    planned: str
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -298,6 +327,10 @@ def server_row(body: Mapping[str, Any]) -> ServerRow:
         created_by_operator=(meta.get('annotations') or {}).get(CREATED_BY_ANNOTATION) == OPERATOR_NAME,
         created=_parse_time(meta['creationTimestamp']) if meta.get('creationTimestamp') else None,
         saturated_since=_saturated_since(status),
+        keep_alives=tuple(
+            KeepAliveRow(line=str(line.get('id')), to=str(record.get('to')), phase=str(record.get('phase')),
+                         planned=str(record.get('plannedTime') or ''))
+            for line in status.get('lines') or [] if isinstance(record := line.get('keepAlive'), dict)),
     )
 
 
@@ -388,6 +421,8 @@ class Timeline:
         moments += [(at, 1, f"{name} added by the operator (ScaledUp)") for name, at in self.added.items()]
         moments += [(self.first_new_user[name], 2, f"first new user placed on {name}")
                     for name in self.added if name in self.first_new_user]
+        moments += [(self.since_start(event.at), 3, f"{event.obj}: {event.message} ({event.reason})")
+                    for event in self.events.values() if event.reason in (KEEP_ALIVE_REASON, ANSWERED_REASON)]
         return [(at, what) for at, _, what in sorted(moments, key=lambda m: (round(m[0]), m[1]))]
 
 
@@ -471,6 +506,7 @@ def render(
         '',
         fit(f"new users go to (status.assignableLines, in order): {shown or '(none: every line is full)'}"),
         fit(f"recommendation: {recommendation.get('action', '-')} — {recommendation.get('reason', 'not yet decided')}"),
+        fit(describe_keep_alive(snapshot=snapshot)),
         '',
     ]
     if events or not compact:
@@ -478,6 +514,20 @@ def render(
         lines.append(f"events (latest {EVENTS_SHOWN}):" if not compact else 'new events:')
         lines += [format_event(event=event, timeline=timeline) for event in events] or ['  (none yet)']
     return [line for line in lines if line] if compact else lines
+
+
+def describe_keep_alive(*, snapshot: Snapshot) -> str:
+    """``keep-alive: 0102 → 0112 Sent (answer due) · due 0 scheduled 1 sent today 1 at risk 0``."""
+    summary = snapshot.status.get('keepAlive') or {}
+    rows = [row for server in snapshot.servers for row in server.keep_alives]
+    shown = ', '.join(
+        f"{short_line(row.line)} → {short_line(row.to)} "
+        + {'Planned': f"planned {row.planned[11:19]}", 'Sent': 'sent, answer due', 'Replied': 'answered'}.get(
+            row.phase, row.phase)
+        for row in rows) or 'no exchange yet'
+    figures = ' '.join(f"{label} {summary.get(key, '-')}" for key, label in (
+        ('due', 'due'), ('scheduled', 'scheduled'), ('sentToday', 'sent today'), ('atRisk', 'at risk')))
+    return f"keep-alive (idle fallback lines): {shown} · {figures}"
 
 
 def describe_traffic(*, rate: float, elapsed: float, activity: Profile = ACTIVITY) -> str:
@@ -614,6 +664,7 @@ class Rig:
     prometheus: PrometheusProcess
     operator: OperatorProcess
     traffic: Traffic
+    relays: dict[str, RelayStub] = dataclasses.field(default_factory=dict)
     pending: dict[str, int] = dataclasses.field(default_factory=dict)  # exported, not yet scraped
 
     def check_operator(self) -> None:
@@ -670,15 +721,19 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
     except (RuntimeError, TimeoutError) as error:  # it says why, with the tail of its log
         raise DemoError(f"Prometheus did not start: {error}") from None
 
+    screen.say("· starting the servers' messaging APIs (HTTP stubs that record keep-alive messages) …")
+    relays = start_relays(stack=stack, manifests=manifests, fleet=fleet)
+
     screen.say(f"· applying {len(manifests)} manifests from {_relative(EXAMPLES_DIR)} …")
-    for manifest in manifests:
-        api.apply(dict(manifest))
+    for manifest in demo_manifests(manifests=manifests, relays=relays, now=datetime.now(tz=UTC)):
+        api.apply(manifest)
 
     screen.say(f"· starting the operator (log: {_relative(workdir / 'operator.log')}) …")
-    operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=workdir / 'operator.log')
+    operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=workdir / 'operator.log',
+                               extra_args=list(OPERATOR_ARGS))
     stack.callback(_quietly, operator.stop, what='the operator')
     operator.start()
-    rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic)
+    rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic, relays=relays)
 
     def budget() -> float:
         return max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic()))
@@ -691,6 +746,51 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
     wait_until(lambda: bool(read_cluster(api=api, with_events=False).assignable_lines), timeout=budget(),
                what="the operator to publish the pool's assignable lines", alive=rig.check_operator)
     return rig
+
+
+def start_relays(*, stack: contextlib.ExitStack, manifests: Sequence[Mapping[str, Any]],
+                 fleet: Fleet) -> dict[str, RelayStub]:
+    """One messaging API per server, accepting the token of the demo's Secret; idle fallback lines."""
+    secret = next((m for m in manifests if m.get('kind') == 'Secret'), {})
+    token = str((secret.get('stringData') or {}).get('token') or '')
+    relays: dict[str, RelayStub] = {}
+    now = time.time()
+    for manifest in manifests:
+        if manifest.get('kind') != 'MessagingServer':
+            continue
+        name = str(manifest['metadata']['name'])
+        relays[name] = RelayStub(token=token or None).start()
+        stack.callback(_quietly, relays[name].stop, what=f'the messaging API of {name}')
+        for line in manifest['spec']['lines']:
+            idle_days = FALLBACK_IDLE_DAYS.get(name, 30) if line.get('role') == 'Fallback' else 0
+            fleet.set_last_activity(name, str(line['id']), now - idle_days * 86400)
+    return relays
+
+
+def demo_manifests(*, manifests: Sequence[Mapping[str, Any]], relays: Mapping[str, RelayStub],
+                   now: datetime) -> list[dict[str, Any]]:
+    """The example manifests as the demo applies them: servers at their stubs, a window open now."""
+    out: list[dict[str, Any]] = []
+    for manifest in manifests:
+        body = copy.deepcopy(dict(manifest))
+        name = str((body.get('metadata') or {}).get('name'))
+        if body.get('kind') == 'MessagingServer' and name in relays:
+            body['spec']['endpoint'] = relays[name].url
+        if body.get('kind') == 'LinePool':
+            spec = body.setdefault('spec', {})
+            zone = ZoneInfo(str((spec.get('quotas') or {}).get('timezone') or 'UTC'))
+            # The window closes at the first minute boundary at least KEEP_ALIVE_LEAD from now, so the
+            # exchange lands early in the run, before the rush saturates the servers (the quota guard
+            # would then hold it). It never wraps past midnight: late at night it is a little earlier.
+            local = now.astimezone(zone)
+            end = (local + KEEP_ALIVE_LEAD + timedelta(seconds=59)).replace(second=0, microsecond=0)
+            end = min(end, local.replace(hour=23, minute=59, second=0, microsecond=0))
+            start = end - timedelta(minutes=KEEP_ALIVE_WINDOW_MINUTES)
+            keep_alive = spec.setdefault('keepAlive', {})
+            keep_alive['window'] = {**(keep_alive.get('window') or {}), 'start': start.strftime('%H:%M'),
+                                    'end': end.strftime('%H:%M'), 'days': list(WEEKDAYS)}
+        out.append(body)
+    return out
 
 
 def _quietly(stop: Callable[[], None], *, what: str) -> None:
@@ -742,8 +842,8 @@ def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadl
         time.sleep(max(0.0, min(next_tick, deadline) - time.monotonic()))
 
 
-def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float,
-              workdir: pathlib.Path) -> tuple[list[str], list[str]]:
+def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, workdir: pathlib.Path,
+              relays: Mapping[str, RelayStub] | None = None) -> tuple[list[str], list[str]]:
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
     reasons = timeline.reasons()
     lines = [f"Summary after {elapsed:.0f}s:"]
@@ -765,6 +865,12 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float,
         missing.append("no server reached stopAt (no ServerSaturated)")
     if not timeline.added and not reasons[SCALED_UP_REASON]:
         missing.append("the operator added no server (no ScaledUp)")
+    for name, relay in sorted((relays or {}).items()):
+        for message in relay.messages:
+            lines.append(f"  {name}'s messaging API received: {message.get('from')} → {message.get('to')} "
+                         f"\"{message.get('text')}\"")
+    if not reasons[KEEP_ALIVE_REASON]:
+        missing.append("no keep-alive went out to the idle fallback lines (no KeepAliveSent)")
     return lines, missing
 
 
@@ -809,13 +915,15 @@ def run_demo(*, duration: float, out: TextIO, workdir: pathlib.Path = WORKDIR) -
         screen.say("\nInterrupted.")
         code = EXIT_INTERRUPTED
     return conclude(screen=screen, timeline=timeline, traffic=rig.traffic if rig else None,
-                    elapsed=time.monotonic() - started, duration=duration, workdir=workdir, code=code)
+                    elapsed=time.monotonic() - started, duration=duration, workdir=workdir, code=code,
+                    relays=rig.relays if rig else None)
 
 
 def conclude(*, screen: Screen, timeline: Timeline, traffic: Traffic | None, elapsed: float, duration: float,
-             workdir: pathlib.Path, code: int | None) -> int:
+             workdir: pathlib.Path, code: int | None, relays: Mapping[str, RelayStub] | None = None) -> int:
     """Print the summary; the exit code is ``code`` if set, else whether the story was shown."""
-    lines, missing = summarize(timeline=timeline, traffic=traffic, elapsed=elapsed, workdir=workdir)
+    lines, missing = summarize(timeline=timeline, traffic=traffic, elapsed=elapsed, workdir=workdir,
+                               relays=relays)
     screen.say('\n' + '\n'.join(lines))
     if code is not None:
         return code
@@ -828,7 +936,8 @@ def conclude(*, screen: Screen, timeline: Timeline, traffic: Traffic | None, ela
     moved = sum(timeline.users_after_scale_up[name] for name in added)
     screen.say('\n' + textwrap.fill(
         f"OK: {', '.join(sorted(timeline.saturated, key=_ordinal_key))} saturated, the operator added "
-        f"{', '.join(added) or 'a server'}, and {moved} new users went to {'it' if len(added) < 2 else 'them'}.",
+        f"{', '.join(added) or 'a server'}, and {moved} new users went to {'it' if len(added) < 2 else 'them'}; "
+        f"the idle fallback lines got a keep-alive exchange.",
         width=WIDTH))
     return EXIT_OK
 

@@ -148,11 +148,15 @@ class Fleet(Service):
 
     def send(self, server: str, line: str, n: int = 1) -> None:
         with self._lock:
-            self._line(server, line).sent += n
+            record = self._line(server, line)
+            record.sent += n
+            _touch(record)
 
     def receive(self, server: str, line: str, n: int = 1) -> None:
         with self._lock:
-            self._line(server, line).received += n
+            record = self._line(server, line)
+            record.received += n
+            _touch(record)
 
     def new_conversations(self, server: str, line: str, n: int = 1) -> None:
         with self._lock:
@@ -252,6 +256,12 @@ class Fleet(Service):
                 for server, lines in self._servers.items()
                 for name, line in lines.items()
             ]
+
+
+def _touch(record: _Line) -> None:
+    # A line that exports its last-activity gauge keeps it current, as a real relay would.
+    if record.last_activity is not None:
+        record.last_activity = time.time()
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
