@@ -1,6 +1,7 @@
 """``make bench``: print the operator's performance figures against the issue's targets.
 
-1. CPU time of one decision pass over 1,000 servers x 10 lines (pure logic, in process).
+1. CPU time of one decision pass over 1,000 servers x 10 lines (pure logic, in process), and
+   of keep-alive planning over the same 10,000 lines.
 2. A live run: the real operator as a child process, the emulated API server, a real
    Prometheus and a simulated fleet of the same size. From it: PromQL queries per pool per
    poll (also at 1 server x 1 line, to show it does not grow), Kubernetes API writes in a
@@ -14,6 +15,7 @@ import tempfile
 import time
 
 from bench.decision_pass import measure
+from bench.keepalive_plan import measure as measure_keep_alive
 from linepool.sandbox.apiserver import ApiServerThread
 from linepool.sandbox.fleet import Fleet
 from linepool.sandbox.operator_process import OperatorProcess
@@ -106,11 +108,17 @@ def main() -> int:
     cpu = measure(servers=args.servers, lines=args.lines)
     print(f"decision pass, {args.servers} servers x {args.lines} lines: "
           f"{cpu['median_ms']:.1f} ms CPU median (max {cpu['max_ms']:.1f})   target <= 100 ms")
+    plan = measure_keep_alive(servers=args.servers, lines=args.lines)
+    total = args.servers * args.lines
+    print(f"keep-alive planning, {total} lines, every line due: {plan['all_due_median_ms']:.1f} ms CPU median "
+          f"(max {plan['all_due_max_ms']:.1f}, {plan['all_due_planned']:.0f} exchanges planned)   target <= 100 ms")
+    print(f"keep-alive planning, {total} lines, none due (steady): {plan['steady_median_ms']:.1f} ms CPU median")
     with tempfile.TemporaryDirectory(prefix="linepool-bench-") as tmp:
         small = live(servers=1, lines=1, workdir=pathlib.Path(tmp))
         big = live(servers=args.servers, lines=args.lines, workdir=pathlib.Path(tmp))
     print(f"PromQL queries per pool per poll: {small['queries_per_poll']:.1f} at 1 line, "
-          f"{big['queries_per_poll']:.1f} at {args.servers * args.lines} lines   target <= 4")
+          f"{big['queries_per_poll']:.1f} at {args.servers * args.lines} lines   "
+          "target: constant (4, plus 1 for the optional last-activity gauge)")
     print(f"Kubernetes API writes per steady poll: {big['writes_per_steady_poll']:.2f}   target 0")
     print(f"operator RSS with {args.servers * args.lines} lines: {big['rss_mb']:.0f} MB   target <= 200 MB")
     print(f"live poll wall time with {args.servers * args.lines} lines: {big['poll_seconds'] * 1000:.0f} ms "

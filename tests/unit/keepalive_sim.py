@@ -6,7 +6,7 @@ every send that went out. Tests then assert on the sends a user would see.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from linepool.api.spec import KeepAlive
@@ -62,8 +62,7 @@ class Simulation:
                 self.delivered.append(Delivered(now, send))
                 touched.update(result.touched)
         self.lines = [
-            replace(
-                facts,
+            facts._replace(
                 exchange=_round_trip(exchanges[(facts.server, facts.line)]),
                 last_keep_alive=now if facts.line in touched else facts.last_keep_alive,
             )

@@ -69,6 +69,13 @@ def test_a_due_send_is_recorded_with_its_outcome() -> None:
     assert "nextKeepAliveTime" not in record
     assert after.pool_status["keepAlive"]["sentToday"] == 1
     assert "KeepAliveSent" in reasons(after)
+    # The next pass starts from what was written: the record and the time stay, nothing is resent.
+    pool.server_status = {s.name: s.status for s in after.servers}
+    pool.pool_status = after.pool_status
+    later = pool.step(due_time + timedelta(minutes=1), {"a": 100, "b": 100})
+    assert later.keep_alive.sends == ()
+    assert line_status(later, "a", IDLE)["lastKeepAliveTime"] == format_time(due_time)
+    assert line_status(later, "a", IDLE)["keepAlive"]["phase"] == "Sent"
 
 
 def test_without_fresh_metrics_nothing_is_sent() -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from linepool.api.conditions import Condition, condition, format_time, parse_time
@@ -149,9 +149,8 @@ def exchange_from_status(raw: Any) -> Exchange | None:
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class LineFacts:
-    """One line as the planner sees it."""
+class LineFacts(NamedTuple):
+    """A line that may need keep-alive work (idle, or with an exchange recorded), as the planner sees it."""
 
     server: str
     line: str
@@ -159,6 +158,14 @@ class LineFacts:
     last_activity: datetime
     last_keep_alive: datetime | None = None
     exchange: Exchange | None = None
+
+
+class PoolLine(NamedTuple):
+    """Any line of the pool, for pairing and lookups: where it is, its state, its last traffic (RFC 3339)."""
+
+    server: str
+    state: LineState
+    quiet: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +221,10 @@ class KeepAlivePlan:
     occupied: dict[str, list[datetime]] = field(default_factory=dict)
     no_partner: bool = False
     answer_delay: timedelta = ANSWER_DELAY
+    # When each line next sends or receives a keep-alive (partners of other lines' exchanges too).
+    upcoming: dict[str, datetime] = field(default_factory=dict)
+    # Every line of the pool: where an exchange's partner line lives.
+    directory: Mapping[str, PoolLine] = field(default_factory=dict)
     # The least recent traffic of any line of the pool (None for a pool without lines).
     oldest_activity: datetime | None = None
 
@@ -317,14 +328,21 @@ def free_slot(occupied: Sequence[datetime], *, lo: datetime, hi: datetime, targe
 
 def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts],
                     servers: Mapping[str, ServerFacts], now: datetime,
-                    answer_delay: timedelta = ANSWER_DELAY) -> KeepAlivePlan:
+                    answer_delay: timedelta = ANSWER_DELAY,
+                    directory: Mapping[str, PoolLine] | None = None,
+                    oldest_activity: datetime | None = None) -> KeepAlivePlan:
     """Plan keep-alives for a pool's lines and list the sends that are due now.
 
-    A partner line of the pool answers ``answer_delay`` to four times that after the first message.
+    ``lines`` are the lines that may need work: idle past ``idleAfter``, or with an exchange
+    recorded. ``directory`` holds every line of the pool (a partner may be a busy line); it is
+    built from ``lines`` when not given, and may be empty when ``lines`` is. A partner line of
+    the pool answers ``answer_delay`` to four times that after the first message.
+    ``oldest_activity`` (the least recent traffic of any line) is only reported.
     """
     external = spec.partners
     today = local_day(now, timezone)
-    by_id = {f.line: f for f in lines}
+    if directory is None:
+        directory = {f.line: PoolLine(f.server, f.state, format_time(_quiet_since(f))) for f in lines}
     outcomes: dict[tuple[str, str], LineOutcome] = {}
     occupied: dict[str, list[datetime]] = {}
     exchanges_by_day: dict[date, int] = {}
@@ -346,16 +364,16 @@ def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts
             last_sent[server] = moment
 
     for facts in lines:
-        exchange = _keep_exchange(facts=facts, spec=spec, today=today, now=now, by_id=by_id)
+        exchange = _keep_exchange(facts=facts, spec=spec, today=today, now=now, directory=directory)
         kept[(facts.server, facts.line)] = exchange
         if exchange is None:
             continue
         day = exchange.day
         exchanges_by_day[day] = exchanges_by_day.get(day, 0) + 1
         busy.setdefault(day, set()).add(facts.line)
-        partner = by_id.get(exchange.to)
+        partner = directory.get(exchange.to)
         if partner is not None:
-            busy[day].add(partner.line)
+            busy[day].add(exchange.to)
         phase = exchange.phase
         if phase is KeepAlivePhase.PLANNED:
             occupy(facts.server, exchange.planned)
@@ -374,10 +392,10 @@ def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts
             continue
         occupy(partner.server, exchange.reply_planned)
         pending_from[partner.server] = pending_from.get(partner.server, 0) + 1
-        partner_next[partner.line] = exchange.reply_planned
+        partner_next[exchange.to] = exchange.reply_planned
         if phase is KeepAlivePhase.SENT and exchange.reply_planned <= now:
             candidates.append((exchange.reply_planned, Send(
-                owner=(facts.server, facts.line), server=partner.server, sender=partner.line, recipient=facts.line,
+                owner=(facts.server, facts.line), server=partner.server, sender=exchange.to, recipient=facts.line,
                 text=reply_text(exchange), idempotency_key=f"{exchange.key}/reply", leg=Leg.REPLY)))
     sends = _sendable(candidates, servers=servers, last_sent=last_sent, spec=spec, timezone=timezone, now=now)
 
@@ -385,16 +403,21 @@ def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts
     due = [f for f in lines if _is_due(f, spec=spec, now=now) and kept[(f.server, f.line)] is None
            and f.line not in partner_next and _can_send(f.server, servers)]
     due.sort(key=lambda f: (_quiet_since(f), f.server, f.line))
-    partner_order = _partner_order(lines=lines, servers=servers, spec=spec, now=now) if not external else []
+    partner_order = _partner_order(directory=directory, servers=servers, spec=spec, now=now) \
+        if due and spec.enabled and not external else []
     no_partner = False
     if spec.enabled and due:
+        horizon = [today + timedelta(days=offset) for offset in range(HORIZON_DAYS)]
+        window_days = [day for day in horizon if window_on(day, window=spec.window, timezone=timezone) is not None]
         for facts in due:
+            if all(exchanges_by_day.get(day, 0) >= spec.max_per_day for day in window_days):
+                break  # maxPerDay is reached on every day ahead: the rest wait for a later pass
             if facts.line in partner_next:
                 continue  # it answers another idle line's exchange, which refreshes it too
             exchange = _plan_one(
                 facts=facts, spec=spec, timezone=timezone, now=now, today=today, external=external,
                 answer_delay=answer_delay,
-                partner_order=partner_order, by_id=by_id, servers=servers, occupied=occupied,
+                partner_order=partner_order, directory=directory, servers=servers, occupied=occupied,
                 exchanges_by_day=exchanges_by_day, busy=busy, pending_from=pending_from,
             )
             if exchange is None:
@@ -405,7 +428,7 @@ def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts
                 partner_next[exchange.to] = exchange.reply_planned
 
     # 3. What each line reports.
-    upcoming = next_times(kept.values(), pool_lines=by_id)
+    upcoming = next_times(kept.values(), pool_lines=directory)
     for facts in lines:
         exchange = kept[(facts.server, facts.line)]
         idle_for = now - _quiet_since(facts)
@@ -417,8 +440,11 @@ def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts
             state=state, exchange=exchange, next_time=upcoming.get(facts.line), last_keep_alive=facts.last_keep_alive,
             idle=idle, due=spec.enabled and idle and exchange is None and facts.line not in partner_next,
         )
+    if oldest_activity is None:
+        oldest_activity = parse_time(min((entry.quiet for entry in directory.values()), default=None))
     return KeepAlivePlan(lines=outcomes, sends=tuple(sends), today=today, occupied=occupied, answer_delay=answer_delay,
-                         no_partner=no_partner, oldest_activity=min(map(_quiet_since, lines), default=None))
+                         no_partner=no_partner, oldest_activity=oldest_activity, upcoming=upcoming,
+                         directory=directory)
 
 
 def next_times(exchanges: Iterable[Exchange | None], *, pool_lines: Container[str]) -> dict[str, datetime]:
@@ -479,7 +505,7 @@ def _is_due(facts: LineFacts, *, spec: KeepAlive, now: datetime) -> bool:
 
 
 def _keep_exchange(*, facts: LineFacts, spec: KeepAlive, today: date, now: datetime,
-                   by_id: Mapping[str, LineFacts]) -> Exchange | None:
+                   directory: Mapping[str, PoolLine]) -> Exchange | None:
     """The line's recorded exchange if it still stands, else None (then the line may be replanned)."""
     exchange = facts.exchange
     if exchange is None:
@@ -491,7 +517,7 @@ def _keep_exchange(*, facts: LineFacts, spec: KeepAlive, today: date, now: datet
         return exchange  # Sent, Replied or Failed stand for the rest of their day
     if not spec.enabled or facts.state in _DEAD_STATES:
         return None
-    partner = by_id.get(exchange.to)
+    partner = directory.get(exchange.to)
     if partner is not None and partner.state in _DEAD_STATES:
         return None
     if exchange.attempts == 0 and not _is_due(facts, spec=spec, now=now):
@@ -499,16 +525,27 @@ def _keep_exchange(*, facts: LineFacts, spec: KeepAlive, today: date, now: datet
     return exchange
 
 
-def _partner_order(*, lines: Sequence[LineFacts], servers: Mapping[str, ServerFacts], spec: KeepAlive,
-                   now: datetime) -> list[LineFacts]:
-    """Pool lines that can answer, idle ones first: pairing two idle lines refreshes both."""
-    usable = [f for f in lines if f.state not in _DEAD_STATES and _can_send(f.server, servers)]
-    return sorted(usable, key=lambda f: (not _is_due(f, spec=spec, now=now), _quiet_since(f), f.line))
+class _Partner(NamedTuple):
+    line: str
+    server: str
+
+
+def _partner_order(*, directory: Mapping[str, PoolLine], servers: Mapping[str, ServerFacts], spec: KeepAlive,
+                   now: datetime) -> list[_Partner]:
+    """Pool lines that can answer, idle ones first: pairing two idle lines refreshes both.
+
+    Built only in a pass that has due lines, so a steady pool never sorts its lines.
+    """
+    idle_before = format_time(now - spec.idle_after)
+    usable = [(entry.quiet > idle_before, entry.quiet, line, entry.server) for line, entry in directory.items()
+              if entry.state not in _DEAD_STATES and _can_send(entry.server, servers)]
+    usable.sort()
+    return [_Partner(line, server) for _, _, line, server in usable]
 
 
 def _plan_one(*, facts: LineFacts, spec: KeepAlive, timezone: str, now: datetime, today: date,
-              external: Sequence[str], answer_delay: timedelta, partner_order: Sequence[LineFacts],
-              by_id: Mapping[str, LineFacts],
+              external: Sequence[str], answer_delay: timedelta, partner_order: Sequence[_Partner],
+              directory: Mapping[str, PoolLine],
               servers: Mapping[str, ServerFacts], occupied: dict[str, list[datetime]],
               exchanges_by_day: dict[date, int], busy: dict[date, set[str]],
               pending_from: dict[str, int]) -> Exchange | None:
@@ -553,16 +590,16 @@ def _plan_one(*, facts: LineFacts, spec: KeepAlive, timezone: str, now: datetime
         exchanges_by_day[day] = exchanges_by_day.get(day, 0) + 1
         busy.setdefault(day, set()).add(facts.line)
         if reply_at is not None:
-            partner = by_id[to]
-            insort(occupied.setdefault(partner.server, []), reply_at)
-            pending_from[partner.server] = pending_from.get(partner.server, 0) + 1
-            busy[day].add(partner.line)
+            partner_server = directory[to].server
+            insort(occupied.setdefault(partner_server, []), reply_at)
+            pending_from[partner_server] = pending_from.get(partner_server, 0) + 1
+            busy[day].add(to)
         return exchange
     return None
 
 
 def _pair(*, facts: LineFacts, day: date, key: str, first: datetime, hi: datetime, spec: KeepAlive, offset: int,
-          answer_delay: timedelta, partner_order: Sequence[LineFacts], servers: Mapping[str, ServerFacts],
+          answer_delay: timedelta, partner_order: Sequence[_Partner], servers: Mapping[str, ServerFacts],
           occupied: dict[str, list[datetime]], busy: dict[date, set[str]],
           pending_from: dict[str, int]) -> tuple[str, datetime] | None:
     taken = busy.get(day, set())
@@ -706,7 +743,8 @@ def _move(*, plan: KeepAlivePlan, send: Send, exchange: Exchange, earliest: date
         return replace(exchange, reply_planned=at)
     if exchange.reply_planned is None:
         return replace(exchange, planned=at)
-    partner_server = next((server for server, line in plan.lines if line == exchange.to), send.server)
+    partner = plan.directory.get(exchange.to)
+    partner_server = partner.server if partner is not None else send.server
     partner_slots = plan.occupied.setdefault(partner_server, [])
     _discard(partner_slots, exchange.reply_planned)
     answer_after = at + (exchange.reply_planned - exchange.planned)

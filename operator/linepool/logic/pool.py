@@ -6,6 +6,7 @@ what it returns (status patches, label flips, events, new servers).
 """
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from linepool.logic.keepalive import Send as KeepAliveSend
 from linepool.logic.keepalive_status import (
     at_risk_events,
     collect_lines,
+    line_index,
     pool_summary,
     record_results,
     write_plan,
@@ -51,6 +53,10 @@ ACTIVITY_RESOLUTION = timedelta(hours=1)
 VOLATILE_KEYS = frozenset({"messagesInWindow", "newConversationsInWindow"})
 # Enum members to their API strings, without the cost of the enum ``value`` descriptor per line.
 _TEXT: dict[LineState | LineRole, str] = {**{s: s.value for s in LineState}, **{r: r.value for r in LineRole}}
+# Keep-alive fields a line's status keeps from pass to pass (nextKeepAliveTime is recomputed).
+_CARRIED_KEYS = ("lastKeepAliveTime", "keepAlive")
+# A line status without keep-alive fields has this many keys; more means there is something to carry.
+_PLAIN_LINE_KEYS = 7
 # Phases that mean the server's relay has been seen in Prometheus.
 _OBSERVED_PHASES = frozenset({ServerPhase.ACTIVE.value, ServerPhase.SATURATED.value})
 
@@ -334,14 +340,15 @@ def _plan_keep_alive(*, pool: PoolView, valid: Sequence["_ServerFacts"], servers
         )
         for f in valid
     }
-    plan = plan_keep_alive(
-        spec=spec.keep_alive, timezone=spec.quotas.timezone, now=now, servers=server_facts, answer_delay=answer_delay,
-        lines=collect_lines(lines_by_server=lines_by_server, previous_by_server=previous, now=now),
-    )
-    write_plan(plan=plan, lines_by_server=lines_by_server)
+    work, directory, oldest = collect_lines(lines_by_server=lines_by_server, idle_after=spec.keep_alive.idle_after,
+                                            now=now)
+    plan = plan_keep_alive(spec=spec.keep_alive, timezone=spec.quotas.timezone, now=now, servers=server_facts,
+                           answer_delay=answer_delay, lines=work, directory=directory, oldest_activity=oldest)
+    if plan.lines or plan.upcoming:
+        write_plan(plan=plan, line_dicts=line_index(lines_by_server))
+    at_risk_servers = Counter(server for (server, _), o in plan.lines.items() if o.state is LineState.AT_RISK)
     for f in valid:
-        f.outcome.status["lineSummary"]["atRisk"] = sum(
-            1 for line in f.outcome.status["lines"] if line["state"] == LineState.AT_RISK.value)
+        f.outcome.status["lineSummary"]["atRisk"] = at_risk_servers.get(f.outcome.name, 0)
     events.extend(Event(server=e.server, type=e.type, reason=e.reason, message=e.message)
                   for e in at_risk_events(plan=plan, previous_by_server=previous, spec=spec.keep_alive))
     return plan
@@ -353,7 +360,10 @@ def record_keep_alives(*, decision: PoolDecision, pool: PoolView,
     if not results:
         return decision
     plan = record_results(plan=decision.keep_alive, results=results, now=now)
-    write_plan(plan=plan, lines_by_server={o.name: o.status["lines"] for o in decision.servers if o.valid})
+    line_dicts = line_index({o.name: o.status["lines"] for o in decision.servers if o.valid})
+    for line_id in decision.keep_alive.upcoming:
+        line_dicts.get(line_id, {}).pop("nextKeepAliveTime", None)
+    write_plan(plan=plan, line_dicts=line_dicts)
     summary, cond = pool_summary(plan=plan, spec=pool.spec.keep_alive)
     pool_status = dict(decision.pool_status)
     pool_status["keepAlive"] = summary
@@ -677,7 +687,7 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
         else:
             last_activity = _last_activity(old=old_activity, current=current, before=remembered.get(key),
                                            now=now, now_text=now_text)
-        lines.append({
+        entry: dict[str, Any] = {
             "id": line.id,
             "role": _TEXT[line.role],
             "state": _TEXT[state],
@@ -686,7 +696,13 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             "messagesInWindow": round(sent),
             "newConversationsInWindow": round(new_conversations),
             "lastActivityTime": last_activity,
-        })
+        }
+        # The keep-alive memory of the line rides along; the planner then updates what it is about.
+        if len(old) > _PLAIN_LINE_KEYS:
+            for carried in _CARRIED_KEYS:
+                if carried in old:
+                    entry[carried] = old[carried]
+        lines.append(entry)
     return lines
 
 
