@@ -54,7 +54,8 @@ KEEPALIVE_SENDS = Counter(
     (*LABELS, "server", "outcome"))
 KEEPALIVE_LINES = Gauge(
     "linepool_keepalive_lines",
-    "Lines of the pool by keep-alive stage: due (idle past idleAfter, not yet planned) and scheduled.",
+    "Lines of the pool by keep-alive stage: idle (no traffic for idleAfter), due (idle, no keep-alive "
+    "planned yet), scheduled (a keep-alive planned or awaiting its answer).",
     (*LABELS, "stage"))
 POOL_LINES = Gauge(
     "linepool_pool_lines", "Lines of the pool by state: Active, Idle, AtRisk, Flagged, Deactivated.",
@@ -65,13 +66,29 @@ OLDEST_ACTIVITY_AGE = Gauge(
 
 
 def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
-    """Drop a deleted pool's series so dashboards do not show ghosts."""
+    """Drop a deleted pool's series so dashboards and alerts do not show ghosts."""
     for gauge in (POOL_UTILIZATION, POOL_ASSIGNABLE_LINES, POOL_INVENTORY_LINES, POOL_STOP_AT, POOL_SCALE_UP_AT,
                   OLDEST_ACTIVITY_AGE):
         _remove(gauge, namespace, pool)
+    for labelled, values in ((POOL_CONDITION, _CONDITION_TYPES), (POOL_SERVERS, _SERVER_STATES),
+                             (POOL_LINES, _LINE_STATES), (KEEPALIVE_LINES, _KEEPALIVE_STAGES)):
+        for value in values:
+            _remove(labelled, namespace, pool, value)
+    forget_servers(namespace=namespace, pool=pool, servers=servers)
+
+
+def forget_servers(*, namespace: str, pool: str, servers: list[str]) -> None:
+    """Drop the series of servers that left the pool (deleted, or moved to another pool)."""
     for server in servers:
         _remove(SERVER_UTILIZATION, namespace, pool, server)
         _remove(SERVER_ASSIGNABLE, namespace, pool, server)
+
+
+# Label values the operator sets; listed here so that a pool's series can be removed one by one.
+_CONDITION_TYPES = ("Ready", "MetricsAvailable", "ScalingLimited", "InvalidSpec", "KeepAliveHealthy")
+_SERVER_STATES = ("total", "assignable", "saturated", "cordoned")
+_LINE_STATES = ("Active", "Idle", "AtRisk", "Flagged", "Deactivated")
+_KEEPALIVE_STAGES = ("idle", "due", "scheduled")
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

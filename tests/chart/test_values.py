@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any
 
 import pytest
@@ -31,12 +32,13 @@ def test_documented_keys_are_real_keys() -> None:
             node = node[part]
 
 
-def test_chart_readme_values_table_is_up_to_date() -> None:
-    text = README.read_text(encoding="utf-8")
+@pytest.mark.parametrize("readme", [README, README.parents[2] / "README.md"], ids=["chart", "project"])
+def test_readme_values_tables_are_up_to_date(readme: pathlib.Path) -> None:
+    text = readme.read_text(encoding="utf-8")
     assert TABLE_START in text and TABLE_END in text
     table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
     assert table == render_table(VALUES), \
-        "charts/linepool-operator/README.md is out of date; run: .venv/bin/python -m tests.chart.values_doc"
+        f"{readme.name}'s values table is out of date; run: .venv/bin/python -m tests.chart.values_doc"
 
 
 def _objects_without_closed_keys(schema: dict[str, Any], path: str = "") -> list[str]:

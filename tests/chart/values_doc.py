@@ -135,7 +135,9 @@ def sync_readme(values_file: Path, readme: Path) -> bool:
     return new != text
 
 
-if __name__ == "__main__":  # .venv/bin/python -m tests.chart.values_doc  (regenerates the table)
-    chart = Path(__file__).resolve().parents[2] / "charts" / "linepool-operator"
-    changed = sync_readme(chart / "values.yaml", chart / "README.md")
-    print(f"{chart / 'README.md'}: {'values table updated' if changed else 'up to date'}")
+if __name__ == "__main__":  # .venv/bin/python -m tests.chart.values_doc  (regenerates the tables)
+    root = Path(__file__).resolve().parents[2]
+    chart = root / "charts" / "linepool-operator"
+    for readme in (chart / "README.md", root / "README.md"):
+        changed = sync_readme(chart / "values.yaml", readme)
+        print(f"{readme}: {'values table updated' if changed else 'up to date'}")

@@ -23,6 +23,10 @@ class PrometheusError(Exception):
     """Prometheus could not be read: unreachable, timed out, or answered with an error."""
 
 
+# Marks which side of the combined activity query a series came from.
+SOURCE_LABEL = "linepool_source"
+
+
 @dataclass(frozen=True, kw_only=True)
 class PoolQueries:
     """The rendered PromQL of one poll; its size does not depend on the number of lines."""
@@ -30,11 +34,11 @@ class PoolQueries:
     sent: str
     new_conversations: str
     line_state: str
+    # Counters and the optional last-activity gauge in one query, told apart by SOURCE_LABEL.
     activity: str
-    last_activity: str
 
-    def all(self) -> tuple[str, str, str, str, str]:
-        return (self.sent, self.new_conversations, self.line_state, self.activity, self.last_activity)
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.sent, self.new_conversations, self.line_state, self.activity)
 
 
 def render_queries(*, templates: QueryTemplates, servers: list[str], window: str) -> PoolQueries:
@@ -50,8 +54,9 @@ def render_queries(*, templates: QueryTemplates, servers: list[str], window: str
         sent=fill(templates.sent_in_window),
         new_conversations=fill(templates.new_conversations_in_window),
         line_state=fill(templates.line_state),
-        activity=fill(templates.activity),
-        last_activity=fill(templates.last_activity_timestamp),
+        # `or` keeps both sides: the added label makes their series distinct.
+        activity=(f'label_replace({fill(templates.activity)}, "{SOURCE_LABEL}", "counters", "", "") or '
+                  f'label_replace({fill(templates.last_activity_timestamp)}, "{SOURCE_LABEL}", "gauge", "", "")'),
     )
 
 
@@ -82,11 +87,13 @@ class PrometheusClient:
 
     async def observe(self, *, base_url: str, queries: PoolQueries, at: datetime) -> Observation:
         """Run a pool's batch concurrently and join it into one observation."""
-        sent, new, state, activity, last_activity = await asyncio.gather(
+        sent, new, state, activity = await asyncio.gather(
             *(self.query(base_url=base_url, promql=q, at=at) for q in queries.all())
         )
-        return assemble(time=at, sent=sent, new_conversations=new, line_state=state, activity=activity,
-                        last_activity=last_activity)
+        counters = [row for row in activity if row[0].get(SOURCE_LABEL) != "gauge"]
+        last_seen = [row for row in activity if row[0].get(SOURCE_LABEL) == "gauge"]
+        return assemble(time=at, sent=sent, new_conversations=new, line_state=state, activity=counters,
+                        last_activity=last_seen)
 
 
 def _parse_vector(body: object, *, url: str) -> list[Sample]:

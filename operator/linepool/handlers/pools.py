@@ -137,7 +137,10 @@ async def reconcile_once(
         str(line.get("id")) for s in servers if (s.get("spec") or {}).get("pool") != name
         for line in (s.get("spec") or {}).get("lines") or [] if isinstance(line, Mapping)
     )
-    runtime.known_servers.update(str(s["metadata"]["name"]) for s in own)
+    current = {str(s["metadata"]["name"]) for s in own}
+    if runtime.known_servers - current:
+        telemetry.forget_servers(namespace=namespace, pool=name, servers=sorted(runtime.known_servers - current))
+    runtime.known_servers = current
 
     observation, metrics_error = None, None
     queries = render_queries(
@@ -365,6 +368,7 @@ def _export(*, decision: PoolDecision, pool: PoolView, now: datetime) -> None:
     summary = status["keepAlive"]
     telemetry.KEEPALIVE_LINES.labels(ns, name, "due").set(summary["due"])
     telemetry.KEEPALIVE_LINES.labels(ns, name, "scheduled").set(summary["scheduled"])
+    telemetry.KEEPALIVE_LINES.labels(ns, name, "idle").set(sum(1 for o in plan.lines.values() if o.idle))
     by_state = Counter(o.state.value for o in plan.lines.values())
     for state in LineState:
         telemetry.POOL_LINES.labels(ns, name, state.value).set(by_state.get(state.value, 0))

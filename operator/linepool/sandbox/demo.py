@@ -421,7 +421,7 @@ class Timeline:
         moments += [(at, 1, f"{name} added by the operator (ScaledUp)") for name, at in self.added.items()]
         moments += [(self.first_new_user[name], 2, f"first new user placed on {name}")
                     for name in self.added if name in self.first_new_user]
-        moments += [(self.since_start(event.at), 3, f"{event.obj}: {event.message} ({event.reason})")
+        moments += [(self.since_start(event.at), 3, f"{event.reason} on {event.obj}: {event.message.split(' (')[0]}")
                     for event in self.events.values() if event.reason in (KEEP_ALIVE_REASON, ANSWERED_REASON)]
         return [(at, what) for at, _, what in sorted(moments, key=lambda m: (round(m[0]), m[1]))]
 
@@ -847,7 +847,7 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, wo
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
     reasons = timeline.reasons()
     lines = [f"Summary after {elapsed:.0f}s:"]
-    lines += [f"  {at:+4.0f}s  {what}" for at, what in timeline.milestones()] or ["  nothing happened yet"]
+    lines += [fit(f"  {at:+4.0f}s  {what}") for at, what in timeline.milestones()] or ["  nothing happened yet"]
     if traffic is not None:
         users = ', '.join(f"{name} {count}" for name, count in sorted(traffic.new_users.items())) or 'none'
         lines.append(f"  new users placed: {users}; messages sent: {traffic.sent}")
@@ -867,8 +867,8 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, wo
         missing.append("the operator added no server (no ScaledUp)")
     for name, relay in sorted((relays or {}).items()):
         for message in relay.messages:
-            lines.append(f"  {name}'s messaging API received: {message.get('from')} → {message.get('to')} "
-                         f"\"{message.get('text')}\"")
+            lines.append(fit(f"  {name}'s messaging API received: {message.get('from')} → {message.get('to')} "
+                             f"\"{message.get('text')}\""))
     if not reasons[KEEP_ALIVE_REASON]:
         missing.append("no keep-alive went out to the idle fallback lines (no KeepAliveSent)")
     return lines, missing
