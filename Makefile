@@ -13,6 +13,7 @@ help:
 	@echo "make test   - lint, type-check, layer-check and run every test that can run here"
 	@echo "make bench  - print the performance figures"
 	@echo "make e2e    - kind end-to-end tests (needs Docker)"
+	@echo "make image  - build the container image (needs Docker)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
