@@ -247,6 +247,8 @@ SERVER_COLUMNS = [
     ("Sent", "integer", ".status.messagesInWindow", 1),
     ("Quota", "integer", ".status.quota", 1),
     ("Endpoint", "string", ".spec.endpoint", 1),
+    ("AtRisk", "integer", ".status.lineSummary.atRisk", 1),
+    ("Credentials", "string", '.status.conditions[?(@.type=="CredentialsAvailable")].status', 1),
 ]
 
 
