@@ -17,46 +17,28 @@ import pytest
 import yaml
 
 from linepool.sandbox.prometheus import PrometheusNotInstalled, find_binary
-from tests import binaries
+from tests.chart.helm import NAMESPACE, RELEASE, Helm, pinned_helm
 from tests.observability.promql import CHART, DASHBOARD_FILE, RULES_FILE, rules
 
-RELEASE = "lp"
-NAMESPACE = "ops"
 FULLNAME = f"{RELEASE}-linepool-operator"
 ALL_ON = ("serviceMonitor.enabled=true", "prometheusRule.enabled=true", "dashboard.enabled=true")
 KIND_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 
 
-class Helm:
-    def __init__(self, binary: pathlib.Path, home: pathlib.Path) -> None:
-        self.binary = binary
-        self.env = binaries.helm_env(home)
-
-    def template(self, *sets: str, api_versions: tuple[str, ...] = KIND_APIS,
-                 values: dict[str, Any] | None = None, tmp: pathlib.Path | None = None) -> list[dict[str, Any]]:
-        args = [str(self.binary), "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-                "--kube-version", "1.29.0"]
-        for api in api_versions:
-            args += ["--api-versions", api]
-        for assignment in sets:
-            args += ["--set", assignment]
-        if values is not None:
-            assert tmp is not None
-            path = tmp / "values.yaml"
-            path.write_text(yaml.safe_dump(values), encoding="utf-8")
-            args += ["--values", str(path)]
-        done = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, f"helm template failed:\n{done.stderr}"
-        return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+def render(helm: Helm, *sets: str, api_versions: tuple[str, ...] = KIND_APIS, values: dict[str, Any] | None = None,
+           tmp: pathlib.Path | None = None) -> list[dict[str, Any]]:
+    """Render with the observability objects' values; ``values`` goes in as a values file."""
+    files = []
+    if values is not None:
+        assert tmp is not None
+        files.append(tmp / "values.yaml")
+        files[0].write_text(yaml.safe_dump(values), encoding="utf-8")
+    return list(helm.template(values=files, sets=sets, api_versions=api_versions))
 
 
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    try:
-        binary = binaries.helm()
-    except binaries.BinaryUnavailable as exc:
-        pytest.skip(str(exc))
-    return Helm(binary, tmp_path_factory.mktemp("helm-home"))
+    return pinned_helm(tmp_path_factory.mktemp("helm-home"))
 
 
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -75,13 +57,13 @@ def dashboards(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def all_on(helm: Helm) -> list[dict[str, Any]]:
-    return helm.template(*ALL_ON)
+    return render(helm, *ALL_ON)
 
 
 # --- when they are rendered ----------------------------------------------------------------------
 
 def test_off_by_default(helm: Helm) -> None:
-    docs = helm.template()
+    docs = render(helm)
     assert "ServiceMonitor" not in kinds(docs) and "PrometheusRule" not in kinds(docs)
     assert not dashboards(docs)
 
@@ -94,19 +76,19 @@ def test_enabled_with_the_crds_renders_all_three(all_on: list[dict[str, Any]]) -
 
 def test_the_group_version_alone_counts_as_the_crds(helm: Helm) -> None:
     """`helm template --api-versions monitoring.coreos.com/v1`, as often written, works too."""
-    docs = helm.template(*ALL_ON, api_versions=("monitoring.coreos.com/v1",))
+    docs = render(helm, *ALL_ON, api_versions=("monitoring.coreos.com/v1",))
     one(docs, "ServiceMonitor")
     one(docs, "PrometheusRule")
 
 
 def test_enabled_without_the_crds_skips_them_but_not_the_dashboard(helm: Helm) -> None:
-    docs = helm.template(*ALL_ON, api_versions=())
+    docs = render(helm, *ALL_ON, api_versions=())
     assert "ServiceMonitor" not in kinds(docs) and "PrometheusRule" not in kinds(docs)
     assert len(dashboards(docs)) == 1  # a ConfigMap needs no CRD
 
 
 def test_each_crd_is_checked_on_its_own(helm: Helm) -> None:
-    docs = helm.template(*ALL_ON, api_versions=("monitoring.coreos.com/v1/PrometheusRule",))
+    docs = render(helm, *ALL_ON, api_versions=("monitoring.coreos.com/v1/PrometheusRule",))
     assert "ServiceMonitor" not in kinds(docs)
     one(docs, "PrometheusRule")
 
@@ -135,7 +117,7 @@ def test_the_service_monitor_scrapes_the_metrics_service(all_on: list[dict[str, 
 def test_service_monitor_values(helm: Helm, tmp_path: pathlib.Path) -> None:
     relabel = [{"action": "replace", "targetLabel": "cluster", "replacement": "eu-1"}]
     drop = [{"action": "drop", "sourceLabels": ["__name__"], "regex": "linepool_kubernetes_writes_.*"}]
-    docs = helm.template(values={"serviceMonitor": {
+    docs = render(helm, values={"serviceMonitor": {
         "enabled": True, "interval": "15s", "scrapeTimeout": "5s", "labels": {"release": "kube-prometheus-stack"},
         "relabelings": relabel, "metricRelabelings": drop}}, tmp=tmp_path)
     monitor = one(docs, "ServiceMonitor")
@@ -160,7 +142,7 @@ def test_the_prometheus_rule_carries_the_rule_file_untemplated(all_on: list[dict
 
 
 def test_additional_labels_go_on_every_alert(helm: Helm, tmp_path: pathlib.Path) -> None:
-    docs = helm.template(values={"prometheusRule": {
+    docs = render(helm, values={"prometheusRule": {
         "enabled": True, "labels": {"release": "kube-prometheus-stack"},
         "additionalLabels": {"team": "messaging", "severity": "ignored"}}}, tmp=tmp_path)
     rule = one(docs, "PrometheusRule")
@@ -179,7 +161,7 @@ def test_the_rendered_rules_pass_promtool(helm: Helm, tmp_path: pathlib.Path, ad
         promtool = find_binary("promtool")
     except PrometheusNotInstalled as exc:
         pytest.skip(str(exc))
-    docs = helm.template(values={"prometheusRule": {"enabled": True, "additionalLabels": additional}}, tmp=tmp_path)
+    docs = render(helm, values={"prometheusRule": {"enabled": True, "additionalLabels": additional}}, tmp=tmp_path)
     path = tmp_path / "rendered-rules.yaml"
     path.write_text(yaml.safe_dump(one(docs, "PrometheusRule")["spec"]), encoding="utf-8")
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
@@ -204,7 +186,7 @@ def test_the_dashboard_config_map_is_for_the_grafana_sidecar(all_on: list[dict[s
 
 
 def test_dashboard_values(helm: Helm, tmp_path: pathlib.Path) -> None:
-    docs = helm.template(values={"dashboard": {
+    docs = render(helm, values={"dashboard": {
         "enabled": True, "namespace": "monitoring", "labels": {"grafana_dashboard": "linepool"},
         "annotations": {"grafana_folder": "Messaging"}}}, tmp=tmp_path)
     [config_map] = dashboards(docs)
