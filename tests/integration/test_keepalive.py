@@ -77,9 +77,21 @@ def _secret(box: Sandbox, name: str, token: str) -> None:
                    "type": "Opaque", "data": {"token": base64.b64encode(token.encode()).decode()}})
 
 
-def _pool(box: Sandbox, name: str, *, zone: str, window: dict[str, Any], **keep_alive: Any) -> None:
-    box.pool(name, scaling={"mode": "Off"}, quotas={"timezone": zone},
-             keepAlive={"window": window, "minSpacing": "1m", **keep_alive})
+def _pool(box: Sandbox, name: str, **keep_alive: Any) -> None:
+    """A pool with keep-alive as given; its window is opened by ``_open_windows`` just before the operator starts."""
+    box.pool(name, scaling={"mode": "Off"}, keepAlive={"minSpacing": "1m", **keep_alive})
+
+
+def _open_windows(box: Sandbox, *, now: list[str], later: list[str]) -> None:
+    """Windows open now (for two minutes), or opening at the next minute (for one)."""
+    # Plans in the `later` window must land well after the operator's first pass: start early in a minute.
+    if dt.datetime.now(tz=dt.UTC).second > 35:
+        time.sleep(61 - dt.datetime.now(tz=dt.UTC).second)
+    for names, (start_in, minutes) in ((now, (0, 2)), (later, (1, 1))):
+        zone, window = _zone_and_window(start_in_minutes=start_in, minutes=minutes)
+        for name in names:
+            box.api.patch("linepools", box.namespace, name,
+                          {"spec": {"quotas": {"timezone": zone}, "keepAlive": {"window": window}}})
 
 
 def _servers(box: Sandbox, pool: str, servers: dict[str, list[str]], stubs: dict[str, RelayStub], *,
@@ -97,9 +109,6 @@ def _servers(box: Sandbox, pool: str, servers: dict[str, list[str]], stubs: dict
 
 @pytest.fixture(scope="module")
 def run(fleet: Fleet, prometheus: PrometheusProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    # Plans for the restart pool must land at least ~20s ahead: start early in a minute.
-    if dt.datetime.now(tz=dt.UTC).second > 35:
-        time.sleep(61 - dt.datetime.now(tz=dt.UTC).second)
     workdir: pathlib.Path = tmp_path_factory.mktemp("keepalive")
     stubs: dict[str, RelayStub] = {}
     with open_sandbox(fleet=fleet, prometheus=prometheus, workdir=workdir) as box:
@@ -112,40 +121,39 @@ def run(fleet: Fleet, prometheus: PrometheusProcess, tmp_path_factory: pytest.Te
 
 def _scenario(box: Sandbox, stubs: dict[str, RelayStub]) -> Run:
     _secret(box, "relay-token", TOKEN)
-    zone, now_window = _zone_and_window(start_in_minutes=0, minutes=2)
-    _, later_window = _zone_and_window(start_in_minutes=1, minutes=1)
 
     # 1. One idle line among active ones: exactly one exchange, answered by an idle partner line.
-    _pool(box, "quiet", zone=zone, window=now_window)
+    _pool(box, "quiet")
     _servers(box, "quiet", QUIET, stubs, idle_days={"+14155557000": 30, "+14155557011": 5})
     # 2. 429, then 500, then fine: deferred, retried, sent once.
-    _pool(box, "flaky", zone=zone, window=now_window, partners=["friend@example.com"])
+    _pool(box, "flaky", partners=["friend@example.com"])
     _servers(box, "flaky", FLAKY, stubs, idle_days={"+14155557100": 30})
     stubs["ka-f0"].fail_next(1, status=429, retry_after=1)
     stubs["ka-f0"].fail_next(1, status=503)
     # 3. Always 500: three attempts with backoff, then it gives up for the day.
-    _pool(box, "broken", zone=zone, window=now_window, partners=["friend@example.com"])
+    _pool(box, "broken", partners=["friend@example.com"])
     _servers(box, "broken", BROKEN, stubs, idle_days={"+14155557200": 30})
     stubs["ka-b0"].fail_next(100, status=500)
     # 4. Planned for the next minute; the operator is killed right after planning.
-    _pool(box, "restart", zone=zone, window=later_window, partners=["+14155550888"])
+    _pool(box, "restart", partners=["+14155550888"])
     _servers(box, "restart", RESTART, stubs, idle_days={"+14155557300": 30})
     # 5. The send hangs for 6s; the operator is killed while it is in flight.
-    _pool(box, "inflight", zone=zone, window=now_window, partners=["+14155550777"])
+    _pool(box, "inflight", partners=["+14155550777"])
     _servers(box, "inflight", INFLIGHT, stubs, idle_days={"+14155557400": 30})
     stubs["ka-i0"].delay_next(1, seconds=6)
     # 6. One server's Secret is missing; the other server of the pool goes on.
-    _pool(box, "locked", zone=zone, window=now_window, partners=["friend@example.com"])
+    _pool(box, "locked", partners=["friend@example.com"])
     _servers(box, "locked", {"ka-l0": LOCKED["ka-l0"]}, stubs, idle_days={"+14155557500": 30},
              secret="missing-token")
     _servers(box, "locked", {"ka-l1": LOCKED["ka-l1"]}, stubs, idle_days={"+14155557510": 30})
     # 7. Keep-alive off: nothing is sent, but a line past the deadline is still reported.
-    _pool(box, "disabled", zone=zone, window=now_window, enabled=False)
+    _pool(box, "disabled", enabled=False)
     _servers(box, "disabled", DISABLED, stubs, idle_days={"+14155557600": 50, "+14155557601": 25})
 
     for servers in (QUIET, FLAKY, BROKEN, RESTART, INFLIGHT, LOCKED, DISABLED):
         for name, lines in servers.items():
             box.export(name, lines)
+    _open_windows(box, now=["quiet", "flaky", "broken", "inflight", "locked", "disabled"], later=["restart"])
     flags = ["--keep-alive-retry-base", "1s", "--keep-alive-max-attempts", "3", "--keep-alive-answer-delay", "2s"]
     box.start_operator(extra_args=flags)
     result = Run(box=box, stubs=stubs)
