@@ -658,10 +658,11 @@ class Settled:
 def settle(*, plan: KeepAlivePlan, send: Send, exchange: Exchange, delivery: Delivery, detail: str,
            retry_after: timedelta | None, spec: KeepAlive, timezone: str, policy: RetryPolicy,
            now: datetime) -> Settled:
-    """The exchange after one send, with the events to post. Pure, like planning.
+    """The exchange after one send, with the events to post. No I/O and no clock, like planning.
 
     Deferred and retried sends take the next free slot of the same server, so they keep
-    ``minSpacing`` from every other keep-alive of that server and stay inside the window.
+    ``minSpacing`` from every other keep-alive of that server and stay inside the window. The
+    slot is booked in ``plan.occupied``, so a later send settled in the same pass sees it.
     """
     server, who = send.server, f"keep-alive from {send.sender} to {send.recipient}"
     # Status keeps whole seconds; rounding up keeps the recorded send no earlier than the real one.
