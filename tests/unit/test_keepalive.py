@@ -72,7 +72,7 @@ def test_an_idle_line_gets_one_exchange_inside_the_window_and_an_active_line_non
     assert exchange.reply_planned is not None and exchange.reply_planned > exchange.planned
     assert exchange.text in BUILT_IN_MESSAGES
     assert result.lines[("s0", active.line)].exchange is None
-    assert result.lines[("s0", partner.line)].next_time == exchange.reply_planned
+    assert result.upcoming[partner.line] == exchange.reply_planned
     assert result.sends == ()  # a new plan is written to status before anything is sent
     assert result.summary() == {"due": 0, "scheduled": 1, "sentToday": 0, "atRisk": 0, "day": "2026-11-23"}
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib.metadata import entry_points
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -107,16 +107,13 @@ def load_adapter(name: str, *, session: aiohttp.ClientSession) -> MessagingAdapt
     """
     if name == DEFAULT_ADAPTER:
         return HttpMessagingAdapter(session=session)
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        raise ValueError(f"no messaging adapter named {name!r}; installed: {', '.join(adapter_names())}")
-    factory = found[0].load()
+    where, factory = _load_plugin(name)
     try:
         adapter = factory(session=session)
     except TypeError:
         adapter = factory()
     if not isinstance(adapter, MessagingAdapter):
-        raise ValueError(f"messaging adapter {name!r} ({found[0].value}) has no async send() method")
+        raise ValueError(f"messaging adapter {name!r} ({where}) has no async send() method")
     return adapter
 
 
@@ -124,16 +121,21 @@ def check_adapter(name: str) -> None:
     """Raise ValueError, saying why, unless ``name`` can be loaded and has a ``send`` method."""
     if name == DEFAULT_ADAPTER:
         return
+    where, factory = _load_plugin(name)
+    if not callable(getattr(factory, "send", None)):
+        raise ValueError(f"messaging adapter {name!r} ({where}) has no send() method")
+
+
+def _load_plugin(name: str) -> tuple[str, Any]:
+    """The entry point's target (``module:Class``) and what it loads; ValueError when neither can be had."""
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not found:
         raise ValueError(f"no messaging adapter named {name!r}; installed: {', '.join(adapter_names())}")
     try:
-        factory = found[0].load()
+        return found[0].value, found[0].load()
     except Exception as exc:
         raise ValueError(f"messaging adapter {name!r} ({found[0].value}) cannot be imported: "
                          f"{type(exc).__name__}: {exc}") from None
-    if not callable(getattr(factory, "send", None)):
-        raise ValueError(f"messaging adapter {name!r} ({found[0].value}) has no send() method")
 
 
 def adapter_names() -> list[str]:

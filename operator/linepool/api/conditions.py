@@ -81,13 +81,15 @@ def merge_conditions(
     return sorted([*rendered.values(), *kept], key=lambda item: str(item["type"]))
 
 
-def reports_new_problem(conditions: Any, type_: ConditionType, message: str) -> bool:
+def reports_new_problem(conditions: Any, type_: ConditionType, message: str, *, problem: bool = True) -> bool:
     """Whether raising ``type_`` with ``message`` says something the conditions do not yet say.
 
-    An event about a problem is due only then, so a problem that persists is announced once.
+    ``problem`` is the status that means trouble: True for InvalidSpec, False for a condition
+    such as CredentialsAvailable. An event about a problem is due only when this returns True,
+    so a problem that persists is announced once.
     """
     old = find_condition(conditions, type_)
-    return old is None or old.get("status") != "True" or old.get("message") != message
+    return old is None or old.get("status") != ("True" if problem else "False") or old.get("message") != message
 
 
 def find_condition(conditions: Any, type_: ConditionType) -> Mapping[str, Any] | None:

@@ -197,7 +197,6 @@ class LineOutcome:
 
     state: LineState
     exchange: Exchange | None
-    next_time: datetime | None
     last_keep_alive: datetime | None
     idle: bool
     due: bool
@@ -437,7 +436,7 @@ def plan_keep_alive(*, spec: KeepAlive, timezone: str, lines: Sequence[LineFacts
             state = LineState.AT_RISK
         idle = state not in _DEAD_STATES and idle_for >= spec.idle_after
         outcomes[(facts.server, facts.line)] = LineOutcome(
-            state=state, exchange=exchange, next_time=upcoming.get(facts.line), last_keep_alive=facts.last_keep_alive,
+            state=state, exchange=exchange, last_keep_alive=facts.last_keep_alive,
             idle=idle, due=spec.enabled and idle and exchange is None and facts.line not in partner_next,
         )
     if oldest_activity is None:

@@ -109,7 +109,7 @@ def record_results(*, plan: KeepAlivePlan, results: Iterable[tuple[Send, Settled
             current = lines.get(key)
             if current is None:
                 # A busy partner line: it now has a keep-alive to show, and nothing else changes.
-                current = LineOutcome(state=entry.state, exchange=None, next_time=None, last_keep_alive=now,
+                current = LineOutcome(state=entry.state, exchange=None, last_keep_alive=now,
                                       idle=False, due=False)
             lines[key] = replace(current, last_keep_alive=now, due=False)
     upcoming = next_times((o.exchange for o in lines.values()), pool_lines=plan.directory)

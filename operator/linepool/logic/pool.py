@@ -580,8 +580,8 @@ def _credentials_condition(*, server: ServerView, credentials: Mapping[str, Cred
                           "the API token was read from spec.credentialsSecretRef")]
     reason, message = problem
     text = f"spec.credentialsSecretRef: {message}; keep-alive sends from this server are stopped"
-    old = find_condition(server.status.get("conditions"), ConditionType.CREDENTIALS_AVAILABLE)
-    if old is None or old.get("status") != "False" or old.get("message") != text:
+    if reports_new_problem(server.status.get("conditions"), ConditionType.CREDENTIALS_AVAILABLE, text,
+                           problem=False):
         events.append(Event(server=server.name, type="Warning", reason=reason,
                             message=f"keep-alive sends from this server stop until spec.credentialsSecretRef "
                                     f"can be read: {message}"))
