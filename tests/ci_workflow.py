@@ -20,9 +20,9 @@ _NODE_IMAGE = re.compile(r"^kindest/node:v(?P<minor>\d+\.\d+)\.\d+(@sha256:[0-9a
 
 
 @cache
-def load_workflow() -> dict[str, Any]:
-    """The workflow as a dict. YAML 1.1 reads the key ``on`` as True; it is put back as "on"."""
-    with WORKFLOW.open(encoding="utf-8") as stream:
+def load_workflow(path: pathlib.Path = WORKFLOW) -> dict[str, Any]:
+    """A workflow (ci.yaml by default) as a dict. YAML 1.1 reads the key ``on`` as True; it is put back as "on"."""
+    with path.open(encoding="utf-8") as stream:
         data: dict[Any, Any] = yaml.safe_load(stream)
     if True in data:
         data["on"] = data.pop(True)

@@ -1,13 +1,14 @@
-"""Fixtures that start real processes on loopback: the emulated API server, a real Prometheus
-scraping a real exporter (the simulated fleet), and the operator itself as a child process.
+"""Fixtures that start real processes on loopback: the genuine kube-apiserver (tests/conftest.py),
+a real Prometheus scraping a real exporter (the simulated fleet), and the operator itself as a
+child process.
 
-The fleet and Prometheus are shared by the whole session (Prometheus needs a few seconds to
-discover a target); each test uses its own namespace, pools and server names, so series never
-mix. The API server and the operator are per test.
+The API server, the fleet and Prometheus are shared by the whole session (each takes seconds to
+start); each test uses its own namespace, pools and server names, so objects and series never
+mix. The operator is per test, and runs as a token user bound to the ClusterRole that the chart
+renders with its default values: permissions are the ones a real install grants, no more.
 """
 
 import contextlib
-import itertools
 import pathlib
 import time
 from collections.abc import Callable, Iterator
@@ -16,14 +17,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from linepool.sandbox.apiserver import ApiServerThread
 from linepool.sandbox.fleet import Fleet
+from linepool.sandbox.kubeapi import KubeApiServer
 from linepool.sandbox.operator_process import OperatorProcess
 from linepool.sandbox.prometheus import PrometheusProcess
+from tests.chart.helm import pinned_helm
+from tests.conftest import OPERATOR_USER, new_namespace
 
 T = TypeVar("T")
 GROUP_VERSION = "linepool.dev/v1alpha1"
-_numbers = itertools.count()
 
 
 def wait_for(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.2, what: str = "") -> T:
@@ -64,11 +66,53 @@ def prometheus(fleet: Fleet) -> Iterator[PrometheusProcess]:
         yield running
 
 
+@dataclass(frozen=True)
+class OperatorRbac:
+    """The chart's RBAC for watched namespaces (``watchNamespaces``), bound to the operator's token user.
+
+    Tests run the operator with ``--namespace``, as the chart does in that mode, so they get the
+    chart's namespaced Role in their own namespace and its small ClusterRole (CRD discovery,
+    namespace observation), never more.
+    """
+
+    kube: KubeApiServer
+    role: dict[str, Any]
+
+    def grant(self, namespace: str, *, without: tuple[str, str] | None = None) -> None:
+        """The chart's Role and a binding for the operator's user; ``without`` drops one (group, resource)."""
+        rules = [{**rule, "resources": [r for r in rule["resources"] if (rule["apiGroups"][0], r) != without]}
+                 for rule in self.role["rules"]]
+        role = {**self.role, "metadata": {**self.role["metadata"], "namespace": namespace},
+                "rules": [rule for rule in rules if rule["resources"]]}
+        self.kube.apply(role)
+        self.kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                         "metadata": {"name": "linepool-operator-test-user", "namespace": namespace},
+                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                     "name": role["metadata"]["name"]},
+                         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                       "name": OPERATOR_USER}]})
+
+
+@pytest.fixture(scope="session")
+def operator_rbac(kube: KubeApiServer, tmp_path_factory: pytest.TempPathFactory) -> OperatorRbac:
+    helm = pinned_helm(tmp_path_factory.mktemp("helm-home"))
+    rendered = helm.template(sets=["watchNamespaces={placeholder}"])
+    cluster_role = rendered.one("ClusterRole")
+    kube.apply(cluster_role)
+    name = cluster_role["metadata"]["name"]
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": f"{name}-test-user"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR_USER}]})
+    return OperatorRbac(kube=kube, role=rendered.one("Role", namespace="placeholder"))
+
+
 @dataclass
 class Sandbox:
     """One test's cluster: API server, namespace, Prometheus URL, fleet, and operator."""
 
-    api: ApiServerThread
+    api: KubeApiServer
+    rbac: OperatorRbac
     fleet: Fleet
     prometheus: PrometheusProcess
     namespace: str
@@ -153,30 +197,49 @@ class Sandbox:
         operator.wait_metrics()
         return operator
 
+    def grant_operator(self) -> None:
+        """Give the operator's user the chart's Role in this namespace (again, after :meth:`revoke`)."""
+        self.rbac.grant(self.namespace)
+
+    def revoke(self, group: str, resource: str) -> None:
+        """Take one resource out of the operator's Role, and wait until the authorizer refuses it."""
+        self.rbac.grant(self.namespace, without=(group, resource))
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": OPERATOR_USER, "resourceAttributes": {
+                      "namespace": self.namespace, "verb": "patch", "group": group,
+                      "resource": resource.partition("/")[0], "subresource": resource.partition("/")[2]}}}
+        wait_for(lambda: not self.api.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                                              body=review)["status"].get("allowed"),
+                 timeout=10, what=f"{resource} to be refused")
+
+    def operator_writes(self) -> int:
+        """API writes the operator made (from the server's audit log) since ``api.reset_counters()``."""
+        return self.api.write_count(user=OPERATOR_USER)
+
     def operator_logs(self) -> str:
         return "\n".join(op.log() for op in self.operators)
 
 
 @contextlib.contextmanager
-def open_sandbox(*, fleet: Fleet, prometheus: PrometheusProcess, workdir: pathlib.Path) -> Iterator[Sandbox]:
-    """A fresh API server and namespace; operators started on it are stopped on the way out."""
-    namespace = f"it{next(_numbers)}"
-    with ApiServerThread() as api:
-        kubeconfig = api.write_kubeconfig(workdir / "kubeconfig", namespace=namespace)
-        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        box = Sandbox(api=api, fleet=fleet, prometheus=prometheus, namespace=namespace,
-                      kubeconfig=kubeconfig, workdir=workdir)
-        try:
-            yield box
-        finally:
-            for operator in box.operators:
-                operator.stop()
+def open_sandbox(*, kube: KubeApiServer, rbac: OperatorRbac, fleet: Fleet, prometheus: PrometheusProcess,
+                 workdir: pathlib.Path) -> Iterator[Sandbox]:
+    """A fresh namespace that the operator's user may work in; operators started there are stopped on the way out."""
+    namespace = new_namespace(kube, "it")
+    rbac.grant(namespace)
+    kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig", user=OPERATOR_USER, namespace=namespace)
+    box = Sandbox(api=kube, rbac=rbac, fleet=fleet, prometheus=prometheus, namespace=namespace,
+                  kubeconfig=kubeconfig, workdir=workdir)
+    try:
+        yield box
+    finally:
+        for operator in box.operators:
+            operator.stop()
 
 
 @pytest.fixture
-def sandbox(fleet: Fleet, prometheus: PrometheusProcess, tmp_path: pathlib.Path,
-            request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    with open_sandbox(fleet=fleet, prometheus=prometheus, workdir=tmp_path) as box:
+def sandbox(kube: KubeApiServer, operator_rbac: OperatorRbac, fleet: Fleet, prometheus: PrometheusProcess,
+            tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    with open_sandbox(kube=kube, rbac=operator_rbac, fleet=fleet, prometheus=prometheus, workdir=tmp_path) as box:
         try:
             yield box
         finally:

@@ -107,15 +107,16 @@ def test_pause_freezes_every_action(sandbox: Sandbox) -> None:
 
 def test_restart_in_the_middle_of_a_scale_up_creates_no_duplicate(sandbox: Sandbox) -> None:
     two_busy_servers(sandbox, "crash")
-    # The operator creates the server, then cannot record it: the pool's status writes fail.
-    sandbox.api.emulator.failing_writes[("linepools", "status")] = 500
+    # The operator creates the server, then cannot record it: the real authorizer refuses the
+    # pool's status writes (its Role loses that one rule), as a half-applied RBAC change would.
+    sandbox.revoke("linepool.dev", "linepools/status")
     first = sandbox.start_operator()
     wait_for(lambda: len(sandbox.servers_of("crash")) == 3, what="the new server")
     time.sleep(1.5)  # a few more polls, still unable to write the pool's status
     first.kill()
     assert "lastScaleTime" not in sandbox.status("linepools", "crash")
 
-    sandbox.api.emulator.failing_writes.clear()
+    sandbox.grant_operator()
     sandbox.start_operator()
     wait_for(lambda: sandbox.status("linepools", "crash").get("lastScaleTime"), what="status written after restart")
     assert holds(lambda: len(sandbox.servers_of("crash")) == 3, seconds=4), "a duplicate server was created"

@@ -1,1 +1,1 @@
-"""Schema tests: the CRDs in crds/, the examples and the bad manifests, checked without an API server."""
+"""Schema tests: the CRDs in crds/, the examples and the bad manifests, judged by the genuine API server."""

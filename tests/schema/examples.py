@@ -1,10 +1,12 @@
 """The documents under examples/, and which test checks each kind of document.
 
-- ``linepool``: our own kinds, checked against crds/ by test_examples.py;
-- ``gitops``: Argo CD and Flux objects, whose CRDs are not ours and which kubernetes-validate only
-  warns about, checked structurally by test_gitops_examples.py;
-- ``builtin``: everything else (Secret, Namespace, ...), checked with kubernetes-validate --strict
-  by test_builtin_examples.py.
+- ``linepool``: our own kinds, created on the genuine API server by test_examples.py;
+- ``builtin``: everything else (Secret, Namespace, ...), created there too, and also checked with
+  kubernetes-validate --strict against every Kubernetes version of the e2e matrix by
+  test_builtin_examples.py;
+- ``gitops``: Argo CD and Flux objects, whose CRDs are not ours (the test server does not serve
+  them, and kubernetes-validate only warns about them), checked structurally by
+  test_gitops_examples.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .crd_schema import EXAMPLES_DIR, load_yaml_documents
+from .crd_files import EXAMPLES_DIR, load_yaml_documents
 
 Family = Literal["linepool", "gitops", "builtin"]
 

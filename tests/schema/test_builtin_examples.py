@@ -1,7 +1,8 @@
 """Every document under examples/ of a built-in kind (Secret, Namespace, ...) is valid Kubernetes.
 
 Checked with kubernetes-validate in strict mode (unknown fields are errors, as with
-`kubectl apply --validate=strict`), against each Kubernetes version the CI e2e matrix runs.
+`kubectl apply --validate=strict`), against each Kubernetes version the CI e2e matrix runs;
+test_examples.py also creates them on the genuine API server of the tests, which is one version.
 Our own kinds are test_examples.py's business, Argo CD's and Flux's test_gitops_examples.py's.
 """
 

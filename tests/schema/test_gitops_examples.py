@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from .crd_schema import REPO_ROOT
+from .crd_files import REPO_ROOT
 from .examples import GITOPS_DIR, ExampleDocument, example_documents
 
 CHART_NAME = "linepool-operator"

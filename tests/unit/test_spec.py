@@ -9,7 +9,7 @@ from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
 from linepool.api.spec import KeepAlive, KeepAliveWindow, QueryTemplates, parse_pool_spec, parse_server_spec
 from linepool.api.types import ConditionType, KeepAlivePhase, LineRole, LineState, QuotaWindow, Reason, ScalingMode
-from tests.schema.crd_schema import admit_manifest, crd_named
+from tests.schema.crd_files import crd_named
 
 METRICS = {"prometheusURL": "http://prometheus:9090"}
 
@@ -138,15 +138,6 @@ def test_keep_alive_defaults_are_the_documented_ones() -> None:
 ])
 def test_absent_or_empty_keep_alive_gets_defaults(raw: dict[str, object]) -> None:
     assert parse_pool_spec(raw).keep_alive == KeepAlive()
-
-
-def test_keep_alive_defaults_match_the_crd() -> None:
-    """What the API server stores for keepAlive: {} parses to the parser's own defaults."""
-    manifest = {"apiVersion": "linepool.dev/v1alpha1", "kind": "LinePool", "metadata": {"name": "p"},
-                "spec": keep_alive()}
-    stored, errors = admit_manifest(manifest)
-    assert errors == []
-    assert parse_pool_spec(stored["spec"]).keep_alive == KeepAlive()
 
 
 VALID_KEEP_ALIVE: list[tuple[dict[str, object], str, object]] = [

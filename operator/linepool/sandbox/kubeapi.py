@@ -52,12 +52,17 @@ ETCD_HINT = "install it with: apt-get install -y --no-install-recommends etcd-se
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 ADMIN_USER = "admin"
 
-# Only writes are audited: the log is how tests count the operator's API writes on a real server.
+# Writes, and every access to Secrets, are audited: the log is how tests count the operator's API
+# writes on a real server, and see that it reads tokens by name and never lists them.
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived", "ResponseStarted"],
-    "rules": [{"level": "Metadata", "verbs": sorted(WRITE_VERBS)}, {"level": "None"}],
+    "rules": [
+        {"level": "Metadata", "verbs": sorted(WRITE_VERBS)},
+        {"level": "Metadata", "resources": [{"group": "", "resources": ["secrets"]}]},
+        {"level": "None"},
+    ],
 }
 
 
@@ -83,7 +88,7 @@ class KubeApiError(RuntimeError):
 # Building the binary.
 
 def cache_dir() -> pathlib.Path:
-    """Where built binaries live: ``$LINEPOOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/linepool`` or ``~/.cache/linepool``."""
+    """Where built binaries live: ``$LINEPOOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/linepool`` (``~/.cache``)."""
     explicit = os.environ.get("LINEPOOL_CACHE_DIR")
     if explicit:
         return pathlib.Path(explicit)
@@ -164,9 +169,8 @@ def build_kube_apiserver(*, log: Callable[[str], None] | None = None) -> pathlib
                                    text=True)
         assert process.stdout is not None
         tail: list[str] = []
-        packages, last_report = 0, started
-        for line in process.stdout:
-            packages += 1
+        last_report = started
+        for packages, line in enumerate(process.stdout, start=1):
             tail = [*tail[-40:], line.rstrip()]
             if time.monotonic() - last_report >= 30:
                 last_report = time.monotonic()
@@ -362,7 +366,8 @@ class KubeApiServer(Service):
 
     # --- client configuration -------------------------------------------------------------------
 
-    def kubeconfig(self, *, user: str = ADMIN_USER, token: str | None = None, namespace: str = "default") -> dict[str, Any]:
+    def kubeconfig(self, *, user: str = ADMIN_USER, token: str | None = None,
+                   namespace: str = "default") -> dict[str, Any]:
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         return {
             "apiVersion": "v1", "kind": "Config",
@@ -445,31 +450,33 @@ class KubeApiServer(Service):
 
     # --- helpers with the emulator's names ------------------------------------------------------
 
-    def apply(self, obj: Mapping[str, Any], *, field_manager: str = "linepool-tests") -> dict[str, Any]:
-        """Server-side apply (``kubectl apply --server-side --force-conflicts``); returns the stored object."""
-        prefix, resource, namespaced = self._resource(f"{obj['apiVersion']}/{obj['kind']}")
+    def _locate(self, obj: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+        """The object's resource, namespace (``default`` when a namespaced object names none) and name."""
+        _, resource, namespaced = self._resource(f"{obj['apiVersion']}/{obj['kind']}")
         meta = obj.get("metadata") or {}
-        namespace = (meta.get("namespace") or "default") if namespaced else None
-        path = self.path(resource, namespace, meta["name"])
-        result: dict[str, Any] = self.request("PATCH", path, body=dict(obj), content_type="application/apply-patch+yaml",
-                                              params={"fieldManager": field_manager, "force": "true"})
+        return resource, (meta.get("namespace") or "default") if namespaced else None, meta.get("name")
+
+    def apply(self, obj: Mapping[str, Any], *, field_manager: str = "linepool-tests",
+              dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply (``kubectl apply --server-side --force-conflicts``); returns the stored object."""
+        resource, namespace, name = self._locate(obj)
+        params = {"fieldManager": field_manager, "force": "true", **({"dryRun": "All"} if dry_run else {})}
+        result: dict[str, Any] = self.request("PATCH", self.path(resource, namespace, name), body=dict(obj),
+                                              content_type="application/apply-patch+yaml", params=params)
         return result
 
     def create(self, obj: Mapping[str, Any], *, dry_run: bool = False,
                session: requests.Session | None = None) -> dict[str, Any]:
         """POST the object (a create, as ``kubectl create``); ``dry_run`` asks the server to validate only."""
-        prefix, resource, namespaced = self._resource(f"{obj['apiVersion']}/{obj['kind']}")
-        namespace = ((obj.get("metadata") or {}).get("namespace") or "default") if namespaced else None
+        resource, namespace, _ = self._locate(obj)
         result: dict[str, Any] = self.request("POST", self.path(resource, namespace), body=dict(obj),
                                               params={"dryRun": "All"} if dry_run else None, session=session)
         return result
 
     def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """PUT the object (an update); ``metadata.resourceVersion`` guards it when present."""
-        prefix, resource, namespaced = self._resource(f"{obj['apiVersion']}/{obj['kind']}")
-        meta = obj.get("metadata") or {}
-        namespace = (meta.get("namespace") or "default") if namespaced else None
-        result: dict[str, Any] = self.request("PUT", self.path(resource, namespace, meta["name"]), body=dict(obj))
+        resource, namespace, name = self._locate(obj)
+        result: dict[str, Any] = self.request("PUT", self.path(resource, namespace, name), body=dict(obj))
         return result
 
     def patch(self, plural: str, namespace: str | None, name: str, patch: Mapping[str, Any] | list[dict[str, Any]],
@@ -495,7 +502,8 @@ class KubeApiServer(Service):
             raise
         return result
 
-    def list(self, plural: str, namespace: str | None = None, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(self, plural: str, namespace: str | None = None, *,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
         """All objects of a resource, in one namespace or (with ``None``) in all of them."""
         params = {"labelSelector": label_selector} if label_selector else None
         return list(self.request("GET", self.path(plural, namespace), params=params)["items"])
@@ -539,8 +547,12 @@ class KubeApiServer(Service):
 
     # --- writes, from the audit log -------------------------------------------------------------
 
-    def audit_events(self) -> builtins.list[dict[str, Any]]:
-        """Completed write requests since :meth:`reset_counters`, oldest first."""
+    def audit_events(self, *, verbs: Iterable[str] = WRITE_VERBS) -> builtins.list[dict[str, Any]]:
+        """Completed requests with these verbs since :meth:`reset_counters`, oldest first.
+
+        Writes are logged for every resource; reads only for Secrets (see ``AUDIT_POLICY``).
+        """
+        wanted = frozenset(verbs)
         assert self.workdir is not None, "the API server is not started"
         path = self.workdir / "audit.log"
         if not path.exists():
@@ -549,7 +561,7 @@ class KubeApiServer(Service):
             handle.seek(self._audit_offset)
             lines = handle.read().splitlines()
         events = [json.loads(line) for line in lines if line.strip()]
-        return [e for e in events if e.get("stage") == "ResponseComplete" and e.get("verb") in WRITE_VERBS]
+        return [e for e in events if e.get("stage") == "ResponseComplete" and e.get("verb") in wanted]
 
     def write_count(self, resource_plural: str | None = None, *, user: str | None = None,
                     namespace: str | None = None, successful_only: bool = False) -> int:
