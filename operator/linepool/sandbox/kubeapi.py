@@ -610,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m linepool.sandbox.kubeapi", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("needs-go", help="exit 0 when a build would need a Go toolchain that is missing")
     build = commands.add_parser("build", help="build (or find in the cache) the pinned kube-apiservers")
     build.add_argument("--version", action="append", choices=[KUBERNETES_VERSION, OLDEST_KUBERNETES_VERSION],
                        help="only this version (repeatable); default: every pinned version")
@@ -618,9 +619,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--kubeconfig", type=pathlib.Path, required=True, help="write an admin kubeconfig here")
     serve.add_argument("--crds", type=pathlib.Path, nargs="*", default=[], help="CRD files to apply at start")
     args = parser.parse_args(argv)
+    versions = [KUBERNETES_VERSION, OLDEST_KUBERNETES_VERSION]
+    if args.command == "needs-go":
+        if all(binary_path(version).exists() for version in versions):
+            return 1
+        try:
+            find_go()
+        except KubeApiServerUnavailable:
+            return 0
+        return 1
     try:
         if args.command == "build":
-            for version in args.version or [KUBERNETES_VERSION, OLDEST_KUBERNETES_VERSION]:
+            for version in args.version or versions:
                 print(f"kube-apiserver v{version}: {build_kube_apiserver(version)}", flush=True)
             return 0
         with KubeApiServer(version=args.version) as server:
