@@ -43,6 +43,6 @@ def node_image_minor(image: str) -> str:
 
 
 def e2e_kubernetes_versions() -> tuple[str, ...]:
-    """The Kubernetes minor versions the e2e runs on, oldest first, e.g. ("1.29", "1.30", "1.31")."""
+    """The Kubernetes minor versions the e2e runs on, oldest first, e.g. ("1.30", "1.31")."""
     minors = {node_image_minor(entry["node_image"]) for entry in e2e_matrix()}
     return tuple(sorted(minors, key=lambda v: tuple(int(p) for p in v.split("."))))

@@ -14,7 +14,7 @@ import yaml
 from tests import binaries
 
 CHART = binaries.REPO / "charts" / "linepool-operator"
-KUBE_VERSION = "1.29.0"
+KUBE_VERSION = "1.30.0"
 RELEASE = "lp"
 NAMESPACE = "ops"
 # The Prometheus Operator's API, as a cluster that has it installed would announce it.

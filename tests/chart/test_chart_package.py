@@ -50,7 +50,7 @@ def test_app_version_is_the_operators_version() -> None:
 def test_chart_declares_kube_version_and_artifacthub_metadata() -> None:
     chart = chart_yaml()
     assert chart["apiVersion"] == "v2" and chart["name"] == "linepool-operator"
-    assert chart["kubeVersion"] == ">=1.25.0-0"
+    assert chart["kubeVersion"] == ">=1.30.0-0"
     annotations = chart["annotations"]
     assert annotations["artifacthub.io/operator"] == "true"
     assert annotations["artifacthub.io/license"] == "Apache-2.0"

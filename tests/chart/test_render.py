@@ -21,11 +21,11 @@ from .conftest import CHART, NAMESPACE, RELEASE, VALUES_FULL, Helm, Rendered
 # checked here.
 CUSTOM_KINDS = {"ClusterKopfPeering", "KopfPeering", "ServiceMonitor", "PrometheusRule"}
 PEERING_KINDS = {"ClusterKopfPeering", "KopfPeering"}
-VALIDATION_VERSION = "1.29.0"
+VALIDATION_VERSION = "1.30.0"
 
 
 # --------------------------------------------------------------------------------------------------
-# Every manifest is valid for Kubernetes 1.29
+# Every manifest is valid for Kubernetes 1.30
 # --------------------------------------------------------------------------------------------------
 
 
@@ -156,15 +156,11 @@ def test_replicas_run_as_a_statefulset_with_one_priority_each(full_render: Rende
     assert env["TZ"] == {"name": "TZ", "value": "UTC"}
 
 
-def test_replicas_need_the_pod_index_label_of_kubernetes_1_28(helm: Helm) -> None:
-    message = helm.template_error(sets=["replicaCount=2"], kube_version="1.27.0")
-    assert "replicaCount 2 needs Kubernetes >= 1.28" in message, message
-    assert helm.template(kube_version="1.25.0").workload()["kind"] == "Deployment"
-
-
-def test_kube_version_below_1_25_is_refused(helm: Helm) -> None:
-    message = helm.template_error(kube_version="1.24.0")
-    assert "kubeVersion" in message or ">=1.25.0-0" in message, message
+def test_kube_version_below_1_30_is_refused(helm: Helm) -> None:
+    # 1.30 is the oldest release the CRDs are tested on, on a genuine API server.
+    message = helm.template_error(kube_version="1.29.8")
+    assert ">=1.30.0-0" in message, message
+    assert helm.template(kube_version="1.30.0", sets=["replicaCount=2"]).workload()["kind"] == "StatefulSet"
 
 
 @pytest.mark.parametrize("which", ["default", "full"])

@@ -20,7 +20,9 @@ from .dockerfile import DOCKERFILE, ROOT, parse_reference, stages
 CHART_FILE = ROOT / "charts" / "linepool-operator" / "Chart.yaml"
 # A release tag (v4, v1.10.0) or a full commit SHA; never a branch.
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
-MIN_E2E_VERSIONS = 3
+# The kind release the workflow uses (v0.24.0) publishes node images for 1.30 and 1.31 within the
+# supported range (>= 1.30); a newer minor needs a newer kind and its published image tags.
+MIN_E2E_VERSIONS = 2
 
 
 def _job(name: str) -> dict[str, Any]:

@@ -92,9 +92,6 @@ would all pause).
 Checks the schema cannot express; `fail` stops install, upgrade and template with the message.
 */}}
 {{- define "linepool-operator.validate" -}}
-{{- if and (gt (int .Values.replicaCount) 1) (semverCompare "<1.28.0-0" .Capabilities.KubeVersion.Version) }}
-{{- fail (printf "replicaCount %d needs Kubernetes >= 1.28 (each replica takes its peering priority from the apps.kubernetes.io/pod-index label); this cluster is %s. Use replicaCount: 1." (int .Values.replicaCount) .Capabilities.KubeVersion.Version) }}
-{{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
 {{- if and $pdb.enabled (gt (int .Values.replicaCount) 1) (not (kindIs "string" $pdb.minAvailable)) (ge (int $pdb.minAvailable) (int .Values.replicaCount)) }}
 {{- fail (printf "podDisruptionBudget.minAvailable (%d) must be below replicaCount (%d): otherwise no operator pod may ever be evicted and node drains hang." (int $pdb.minAvailable) (int .Values.replicaCount)) }}
