@@ -60,6 +60,19 @@ KEEPALIVE_LINES = Gauge(
 POOL_LINES = Gauge(
     "linepool_pool_lines", "Lines of the pool by state: Active, Idle, AtRisk, Flagged, Deactivated.",
     (*LABELS, "state"))
+FLAG_RISK_LINES = Gauge(
+    "linepool_pool_flag_risk_lines",
+    "Lines at risk of an Apple flag, by pattern (Burst, NoExchange, FollowUps, ColdOutreach, OffHours); "
+    "pattern=\"any\" counts lines with at least one.",
+    (*LABELS, "pattern"))
+FLAG_RISK_UNMEASURED = Gauge(
+    "linepool_pool_flag_risk_unmeasured",
+    "1 for each pattern the pool's relays export no metric for (reported as unmeasured, not healthy).",
+    (*LABELS, "pattern"))
+FLAG_REPORTS = Counter(
+    "linepool_flag_reports_total",
+    "Flags explained by the operator's forensics, by probable cause (a pattern, or None).",
+    (*LABELS, "cause"))
 OLDEST_ACTIVITY_AGE = Gauge(
     "linepool_pool_oldest_line_activity_age_seconds",
     "Seconds since the least recently active line of the pool had traffic.", LABELS)
@@ -71,7 +84,8 @@ def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
                   OLDEST_ACTIVITY_AGE):
         _remove(gauge, namespace, pool)
     for labelled, values in ((POOL_CONDITION, _CONDITION_TYPES), (POOL_SERVERS, _SERVER_STATES),
-                             (POOL_LINES, _LINE_STATES), (KEEPALIVE_LINES, _KEEPALIVE_STAGES)):
+                             (POOL_LINES, _LINE_STATES), (KEEPALIVE_LINES, _KEEPALIVE_STAGES),
+                             (FLAG_RISK_LINES, (*_HEALTH_PATTERNS, "any")), (FLAG_RISK_UNMEASURED, _HEALTH_PATTERNS)):
         for value in values:
             _remove(labelled, namespace, pool, value)
     forget_servers(namespace=namespace, pool=pool, servers=servers)
@@ -89,6 +103,7 @@ _CONDITION_TYPES = ("Ready", "MetricsAvailable", "ScalingLimited", "InvalidSpec"
 _SERVER_STATES = ("total", "assignable", "saturated", "cordoned")
 _LINE_STATES = ("Active", "Idle", "AtRisk", "Flagged", "Deactivated")
 _KEEPALIVE_STAGES = ("idle", "due", "scheduled")
+_HEALTH_PATTERNS = ("Burst", "NoExchange", "FollowUps", "ColdOutreach", "OffHours")
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

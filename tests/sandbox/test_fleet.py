@@ -40,7 +40,9 @@ def test_metrics_contract(fleet: Fleet) -> None:
     l1 = (('line', 'l1'), ('server', 'srv-1'))
     assert samples['imessage_messages_sent_total', l1] == 3
     assert samples['imessage_messages_received_total', l1] == 2
-    assert samples['imessage_new_conversations_total', l1] == 1
+    # The inbound-first flow by default; both initiators are exported, the other one at zero.
+    assert samples['imessage_new_conversations_total', (('initiator', 'recipient'), *l1)] == 1
+    assert samples['imessage_new_conversations_total', (('initiator', 'line'), *l1)] == 0
     assert samples['imessage_messages_sent_total', (('line', 'l2'), ('server', 'srv-1'))] == 0
     states = {labels: value for (name, labels), value in samples.items() if name == 'imessage_line_state'}
     assert states == {

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from linepool.api.spec import KeepAlive, parse_pool_spec
+from linepool.api.spec import Health, KeepAlive, parse_pool_spec
+from linepool.api.types import HealthPattern
 from linepool.sandbox.kubeapi import KubeApiError, KubeApiServer
 
 from .admission import causes, create, in_namespace, refusal
@@ -282,12 +283,14 @@ LINEPOOL_COLUMNS = [
     ("LastScale", "date", ".status.lastScaleTime", 1),
     ("AtRisk", "integer", ".status.keepAlive.atRisk", 1),
     ("KeepAlive", "string", '.status.conditions[?(@.type=="KeepAliveHealthy")].status', 1),
+    ("FlagRisk", "integer", ".status.health.atRisk", 1),
 ]
 SERVER_COLUMNS = [
     ("Pool", "string", ".spec.pool", 0),
     ("Phase", "string", ".status.phase", 0),
     ("Utilization", "number", ".status.utilization", 0),
     ("Lines", "integer", ".status.lineSummary.total", 0),
+    ("FlagRisk", "integer", ".status.lineSummary.flagRisk", 0),
     ("Age", "date", ".metadata.creationTimestamp", 0),
     ("Assignable", "boolean", ".status.assignable", 1),
     ("Sent", "integer", ".status.messagesInWindow", 1),
@@ -317,6 +320,14 @@ _SCHEMA_TYPE_OF_COLUMN = {
     "boolean": "boolean",
     "date": "string",
 }
+
+
+def test_flag_risk_columns_say_they_are_not_the_deactivation_risk() -> None:
+    """Two risks, two columns: a reader of ``kubectl get`` must see which one a line has."""
+    for name in OUR_CRDS:
+        columns = {c["name"]: c for c in crd_named(name).version("v1alpha1")["additionalPrinterColumns"]}
+        assert "flag" in columns["FlagRisk"]["description"]
+        assert "not the deactivation risk that AtRisk counts" in " ".join(columns["FlagRisk"]["description"].split())
 
 
 @pytest.mark.parametrize("name", OUR_CRDS)
@@ -846,3 +857,296 @@ def test_new_condition_types_are_documented(crd_name: str, condition_types: list
     for condition_type in condition_types:
         assert condition_type in conditions["description"]
         assert condition_type in conditions["items"]["properties"]["type"]["description"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Line health (spec.health, the pool's status.health and the flag risks of each line)
+# --------------------------------------------------------------------------------------------------
+
+HEALTH_DEFAULTS = {
+    "enabled": True,
+    "cooldown": "1h",
+    "burst": {"messages": 60, "within": "10m"},
+    "noExchange": {"window": "24h", "minSent": 20, "minReplyRatio": 0.2},
+    "followUps": {"max": 2},
+    "coldOutreach": {"window": "24h", "maxLineInitiated": 10},
+    "offHours": {"quiet": {"start": "22:00", "end": "08:00"}, "maxNetOutbound": 5},
+}
+PATTERNS = [pattern.value for pattern in HealthPattern]
+
+
+def _pool_with_health(health: dict[str, Any] | None) -> dict[str, Any]:
+    return _pool(None if health is None else {"health": health})
+
+
+@pytest.mark.parametrize(
+    "health",
+    [None, {}, {"burst": {}, "noExchange": {}, "followUps": {}, "coldOutreach": {}, "offHours": {}},
+     {"offHours": {"quiet": {}}}],
+    ids=["absent", "empty", "empty-patterns", "empty-quiet"],
+)
+def test_health_defaults_are_applied(kube: KubeApiServer, dry_run_namespace: str,
+                                     health: dict[str, Any] | None) -> None:
+    stored = _stored(kube, dry_run_namespace, _pool_with_health(health))
+    assert stored["spec"]["health"] == HEALTH_DEFAULTS
+    assert parse_pool_spec(stored["spec"]).health == Health(), "the operator reads them as its own defaults"
+
+
+def test_health_defaults_fill_partial_objects_and_keep_given_values(kube: KubeApiServer,
+                                                                   dry_run_namespace: str) -> None:
+    stored = _stored(kube, dry_run_namespace, _pool_with_health({
+        "burst": {"messages": 100}, "offHours": {"quiet": {"start": "23:30"}}}))
+    health = stored["spec"]["health"]
+    assert health["burst"] == {"messages": 100, "within": "10m"}
+    assert health["offHours"] == {"quiet": {"start": "23:30", "end": "08:00"}, "maxNetOutbound": 5}
+    assert health["noExchange"] == HEALTH_DEFAULTS["noExchange"]
+
+
+def test_health_keeps_given_values(kube: KubeApiServer, dry_run_namespace: str) -> None:
+    health = {
+        "enabled": False,
+        "cooldown": "2h30m",
+        "burst": {"messages": 100, "within": "1m"},
+        "noExchange": {"window": "72h", "minSent": 1, "minReplyRatio": 1},
+        "followUps": {"max": 3},
+        "coldOutreach": {"window": "1h", "maxLineInitiated": 0},
+        "offHours": {"quiet": {"start": "00:00", "end": "06:30"}, "maxNetOutbound": 0},
+    }
+    stored = _stored(kube, dry_run_namespace, _pool_with_health(health))
+    assert stored["spec"]["health"] == health
+
+
+def _health_causes(kube: KubeApiServer, namespace: str, fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """The server's ``(field, message)`` refusals of a pool with these health fields; [] if accepted."""
+    error = _refusal(kube, namespace, _pool_with_health(fields))
+    if error is None:
+        return []
+    found = causes(error)
+    assert found, error
+    return found
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({"enabled": False}, True),
+        ({"enabled": "no"}, False),
+        ({"cooldown": "5m"}, True),
+        ({"cooldown": "24h"}, True),
+        ({"cooldown": "1.5h"}, True),
+        ({"cooldown": "300000ms"}, True),
+        ({"cooldown": "4m59s"}, False),
+        ({"cooldown": "24h1s"}, False),
+        ({"cooldown": "1d"}, False),
+        ({"cooldown": "1h 30m"}, False),
+        ({"burst": {"messages": 1}}, True),
+        ({"burst": {"messages": 10000}}, True),
+        ({"burst": {"messages": 0}}, False),
+        ({"burst": {"messages": 10001}}, False),
+        ({"burst": {"messages": 1.5}}, False),
+        ({"burst": {"within": "1m"}}, True),
+        ({"burst": {"within": "1h"}}, True),
+        ({"burst": {"within": "59s"}}, False),
+        ({"burst": {"within": "61m"}}, False),
+        ({"noExchange": {"window": "1h"}}, True),
+        ({"noExchange": {"window": "72h"}}, True),
+        ({"noExchange": {"window": "59m"}}, False),
+        ({"noExchange": {"window": "72h1m"}}, False),
+        ({"noExchange": {"window": "3d"}}, False),
+        ({"noExchange": {"minSent": 1}}, True),
+        ({"noExchange": {"minSent": 10000}}, True),
+        ({"noExchange": {"minSent": 0}}, False),
+        ({"noExchange": {"minSent": 10001}}, False),
+        ({"noExchange": {"minReplyRatio": 0}}, True),
+        ({"noExchange": {"minReplyRatio": 1}}, True),
+        ({"noExchange": {"minReplyRatio": 0.05}}, True),
+        ({"noExchange": {"minReplyRatio": -0.01}}, False),
+        ({"noExchange": {"minReplyRatio": 1.01}}, False),
+        ({"noExchange": {"minReplyRatio": "20%"}}, False),
+        ({"followUps": {"max": 1}}, True),
+        ({"followUps": {"max": 3}}, True),
+        ({"followUps": {"max": 0}}, False),
+        ({"followUps": {"max": 4}}, False),
+        ({"coldOutreach": {"window": "1h"}}, True),
+        ({"coldOutreach": {"window": "72h"}}, True),
+        ({"coldOutreach": {"window": "30m"}}, False),
+        ({"coldOutreach": {"window": "73h"}}, False),
+        ({"coldOutreach": {"maxLineInitiated": 0}}, True),
+        ({"coldOutreach": {"maxLineInitiated": 1000}}, True),
+        ({"coldOutreach": {"maxLineInitiated": -1}}, False),
+        ({"coldOutreach": {"maxLineInitiated": 1001}}, False),
+        ({"offHours": {"quiet": {"start": "22:00", "end": "08:00"}}}, True),
+        ({"offHours": {"quiet": {"start": "01:00", "end": "05:00"}}}, True),
+        ({"offHours": {"quiet": {"start": "23:59", "end": "00:00"}}}, True),
+        ({"offHours": {"quiet": {"start": "08:00"}}}, False),
+        ({"offHours": {"quiet": {"end": "22:00"}}}, False),
+        ({"offHours": {"quiet": {"start": "06:00", "end": "06:00"}}}, False),
+        ({"offHours": {"quiet": {"start": "9:00"}}}, False),
+        ({"offHours": {"quiet": {"end": "24:00"}}}, False),
+        ({"offHours": {"quiet": {"start": "22:00:00"}}}, False),
+        ({"offHours": {"maxNetOutbound": 0}}, True),
+        ({"offHours": {"maxNetOutbound": 1000}}, True),
+        ({"offHours": {"maxNetOutbound": -1}}, False),
+        ({"offHours": {"maxNetOutbound": 1001}}, False),
+    ],
+)
+def test_health_rules(kube: KubeApiServer, dry_run_namespace: str, fields: dict[str, Any], ok: bool) -> None:
+    errors = _health_causes(kube, dry_run_namespace, fields)
+    assert (errors == []) is ok, errors
+    assert all(field.startswith("spec.health") for field, _ in errors), errors
+    if ok:
+        # What the server accepts, the operator accepts too (the parser is never the stricter one).
+        parse_pool_spec(_pool_with_health(fields)["spec"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "message"),
+    [
+        ({"cooldown": "4m"}, "spec.health.cooldown", "health.cooldown must be between 5m and 24h"),
+        ({"cooldown": "25h"}, "spec.health.cooldown", "health.cooldown must be between 5m and 24h"),
+        ({"burst": {"within": "30s"}}, "spec.health.burst.within", "health.burst.within must be between 1m and 1h"),
+        ({"noExchange": {"window": "73h"}}, "spec.health.noExchange.window",
+         "health.noExchange.window must be between 1h and 72h"),
+        ({"coldOutreach": {"window": "30m"}}, "spec.health.coldOutreach.window",
+         "health.coldOutreach.window must be between 1h and 72h"),
+        ({"offHours": {"quiet": {"start": "07:00", "end": "07:00"}}}, "spec.health.offHours.quiet.start",
+         "health.offHours.quiet.start must differ from health.offHours.quiet.end"),
+        ({"burst": {"messages": 0}}, "spec.health.burst.messages", "greater than or equal to 1"),
+        ({"followUps": {"max": 4}}, "spec.health.followUps.max", "less than or equal to 3"),
+        ({"noExchange": {"minReplyRatio": 2}}, "spec.health.noExchange.minReplyRatio", "less than or equal to 1"),
+        ({"offHours": {"quiet": {"end": "8:00"}}}, "spec.health.offHours.quiet.end", "should match"),
+    ],
+)
+def test_health_errors_name_the_field(kube: KubeApiServer, dry_run_namespace: str, fields: dict[str, Any],
+                                      where: str, message: str) -> None:
+    errors = _health_causes(kube, dry_run_namespace, fields)
+    assert any(field == where and message in text for field, text in errors), errors
+
+
+@pytest.mark.parametrize("key", ["receivedInWindow", "lineInitiatedInWindow", "unansweredSendsInWindow"])
+def test_health_query_overrides_are_optional(kube: KubeApiServer, dry_run_namespace: str, key: str) -> None:
+    query = 'sum by (server, line) (increase(my_counter{server=~"{{servers}}"}[{{window}}]))'
+    manifest = _pool({"metrics": {**METRICS, "queries": {key: query}}})
+    assert _stored(kube, dry_run_namespace, manifest)["spec"]["metrics"]["queries"] == {key: query}
+    manifest["spec"]["metrics"]["queries"] = {key: ""}
+    error = _refusal(kube, dry_run_namespace, manifest)
+    assert error is not None, "an empty query is refused"
+    assert [field for field, _ in causes(error)] == [f"spec.metrics.queries.{key}"]
+
+
+POOL_HEALTH_STATUS = {
+    "health": {"atRisk": 3, "burst": 1, "noExchange": 1, "followUps": 0, "coldOutreach": 2, "offHours": 0,
+               "unmeasured": ["FollowUps", "ColdOutreach"]},
+}
+
+SERVER_HEALTH_STATUS = {
+    "lineSummary": {"total": 2, "assignable": 1, "atRisk": 0, "flagRisk": 1},
+    "lines": [
+        {
+            "id": "+14155550100",
+            "state": "Active",
+            "assignable": False,
+            "flagRisks": [
+                {"pattern": "Burst", "figure": 142, "threshold": 60, "message": "142 messages in 10m, limit 60",
+                 "since": "2026-03-02T10:00:00Z", "lastSeen": "2026-03-02T10:05:00Z"},
+                {"pattern": "NoExchange", "figure": 0.08, "threshold": 0.2,
+                 "message": "25 sent, 2 replies (8%) in 24h, need 20%",
+                 "since": "2026-03-02T09:00:00Z", "lastSeen": "2026-03-02T10:05:00Z"},
+            ],
+        },
+        {
+            "id": "a@b.co",
+            "state": "Flagged",
+            "assignable": False,
+            "lastFlag": {
+                "time": "2026-03-01T03:12:00Z",
+                "cause": "Burst",
+                "message": "burst: 180 messages in 10m before the flag (limit 60); pace sends",
+                "peakPerMinute": 41.5,
+                "replies": 2,
+                "sent": 230,
+                "evidence": [
+                    {"pattern": "Burst", "figure": 180, "threshold": 60, "message": "180 messages in 10m, limit 60"},
+                    {"pattern": "OffHours", "figure": 9, "threshold": 5,
+                     "message": "9 more sent than received since 22:00, limit 5"},
+                ],
+                "reportedTime": "2026-03-01T03:13:00Z",
+            },
+        },
+        {"id": "c@d.co", "lastFlag": {"time": "2026-03-01T03:12:00Z", "cause": "None",
+                                      "message": "no pattern seen in the hour before the flag", "evidence": []}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("LinePool", POOL_HEALTH_STATUS), ("MessagingServer", SERVER_HEALTH_STATUS)]
+)
+def test_health_status_survives_pruning(kube: KubeApiServer, namespace: str, kind: str,
+                                        status: dict[str, Any]) -> None:
+    """Every health field the operator writes is declared, so the API server keeps it."""
+    assert _status_after_patch(kube, namespace, kind, status) == status
+
+
+def _flag_risk(pattern: str) -> dict[str, Any]:
+    return {"pattern": pattern, "figure": 1, "threshold": 0, "message": "m"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "where"),
+    [
+        ("LinePool", {"health": {"atRisk": -1}}, "status.health.atRisk"),
+        ("LinePool", {"health": {"unmeasured": ["Spam"]}}, "status.health.unmeasured[0]"),
+        ("LinePool", {"health": {"unmeasured": ["Burst", "Burst"]}}, "status.health.unmeasured[1]"),
+        ("MessagingServer", {"lineSummary": {"flagRisk": -1}}, "status.lineSummary.flagRisk"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "flagRisks": [_flag_risk("Spam")]}]},
+         "status.lines[0].flagRisks[0].pattern"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "flagRisks": [_flag_risk("Burst"), _flag_risk("Burst")]}]},
+         "status.lines[0].flagRisks[1]"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "flagRisks": [{"figure": 1}]}]},
+         "status.lines[0].flagRisks[0].pattern"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "flagRisks": [{**_flag_risk("Burst"), "since": "now"}]}]},
+         "status.lines[0].flagRisks[0].since"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "flagRisks": [{**_flag_risk("Burst"), "message": "x" * 257}]}]},
+         "status.lines[0].flagRisks[0].message"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "lastFlag": {"cause": "Spam"}}]},
+         "status.lines[0].lastFlag.cause"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "lastFlag": {"message": "x" * 513}}]},
+         "status.lines[0].lastFlag.message"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "lastFlag": {"replies": 1.5}}]},
+         "status.lines[0].lastFlag.replies"),
+        ("MessagingServer", {"lines": [{"id": "a@b.co", "lastFlag": {"evidence": [_flag_risk("Burst")] * 6}}]},
+         "status.lines[0].lastFlag.evidence"),
+    ],
+)
+def test_health_status_is_typed(kube: KubeApiServer, namespace: str, kind: str, status: dict[str, Any],
+                                where: str) -> None:
+    name = _created(kube, namespace, kind)["metadata"]["name"]
+    with pytest.raises(KubeApiError) as refused:
+        kube.patch_status(PLURALS[kind], namespace, name, status)
+    assert refused.value.status == 422
+    # 1.30 names a status field relative to status; later releases in full.
+    named = {where, where.removeprefix("status.")}
+    assert any(field in named for field, _ in causes(refused.value)), causes(refused.value)
+
+
+def test_health_enums_are_the_patterns() -> None:
+    """Every place that names a pattern allows exactly the operator's HealthPattern values."""
+    server = _schema(SERVER)
+    line = _node(server, "status.lines")["items"]
+    assert line["properties"]["flagRisks"]["items"]["properties"]["pattern"]["enum"] == PATTERNS
+    last_flag = line["properties"]["lastFlag"]["properties"]
+    assert last_flag["cause"]["enum"] == [*PATTERNS, "None"]
+    assert last_flag["evidence"]["items"]["properties"]["pattern"]["enum"] == PATTERNS
+    assert _node(_schema(LINEPOOL), "status.health.unmeasured")["items"]["enum"] == PATTERNS
+    assert _node(_schema(LINEPOOL), "status.health.unmeasured")["maxItems"] == len(PATTERNS)
+    counts = set(_node(_schema(LINEPOOL), "status.health")["properties"]) - {"atRisk", "unmeasured"}
+    assert counts == set(_node(_schema(LINEPOOL), "spec.health")["properties"]) - {"enabled", "cooldown"}
+
+
+def test_health_description_names_both_risks() -> None:
+    """The flag risk and the deactivation risk are told apart where a reader meets them."""
+    flag_risks = _node(_schema(SERVER), "status.lines")["items"]["properties"]["flagRisks"]["description"]
+    assert "not the deactivation risk" in " ".join(flag_risks.split())
+    state = _node(_schema(SERVER), "status.lines")["items"]["properties"]["state"]["description"]
+    assert "flagRisks" in state

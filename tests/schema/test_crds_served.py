@@ -69,6 +69,7 @@ def test_linepool_printer_columns_come_back_in_kubectl_get(kube: KubeApiServer, 
                  "spec": {"metrics": {"prometheusURL": "http://prometheus:9090"}, "scaling": {"maxServers": 7}}})
     kube.patch_status("linepools", namespace, "support", {
         "servers": {"total": 3}, "lines": {"assignable": 5, "inventory": 2, "total": 9}, "utilization": 0.42,
+        "keepAlive": {"atRisk": 1}, "health": {"atRisk": 2},
         "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "ok",
                         "lastTransitionTime": "2026-12-02T10:00:00Z"}]})
     table = _table(kube, "linepools", namespace)
@@ -79,6 +80,7 @@ def test_linepool_printer_columns_come_back_in_kubectl_get(kube: KubeApiServer, 
     assert (cells["Name"], cells["Servers"], cells["Assignable"], cells["Utilization"], cells["Ready"]) == \
         ("support", 3, 5, 0.42, "True")
     assert (cells["Mode"], cells["Max"], cells["Inventory"]) == ("Auto", 7, 2)
+    assert (cells["AtRisk"], cells["FlagRisk"]) == (1, 2), "deactivation risk and flag risk, each in its column"
 
 
 def test_messagingserver_printer_columns_come_back_in_kubectl_get(kube: KubeApiServer, namespace: str) -> None:
@@ -89,10 +91,12 @@ def test_messagingserver_printer_columns_come_back_in_kubectl_get(kube: KubeApiS
                           "lines": [{"id": "+14155550100"}, {"id": "+14155550101"}]}})
     kube.patch_status("messagingservers", namespace, "support-0", {
         "phase": "Saturated", "utilization": 0.8, "assignable": False, "messagesInWindow": 4000, "quota": 5000,
-        "lineSummary": {"total": 2, "atRisk": 1}})
+        "lineSummary": {"total": 2, "atRisk": 1, "flagRisk": 2}})
     table = _table(kube, "messagingservers", namespace)
     names = [c["name"] for c in table["columnDefinitions"]]
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))
     assert (cells["Pool"], cells["Phase"], cells["Utilization"], cells["Lines"]) == ("support", "Saturated", 0.8, 2)
     assert (cells["Assignable"], cells["Sent"], cells["Quota"], cells["AtRisk"]) == (False, 4000, 5000, 1)
     assert cells["Endpoint"] == "https://relay-0.example.net/api"
+    assert cells["FlagRisk"] == 2, "the flag risk shows in plain kubectl get, apart from AtRisk"
+    assert [c["priority"] for c in table["columnDefinitions"] if c["name"] == "FlagRisk"] == [0]

@@ -7,8 +7,29 @@ import pytest
 
 from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
-from linepool.api.spec import KeepAlive, KeepAliveWindow, QueryTemplates, parse_pool_spec, parse_server_spec
-from linepool.api.types import ConditionType, KeepAlivePhase, LineRole, LineState, QuotaWindow, Reason, ScalingMode
+from linepool.api.spec import (
+    BurstRule,
+    ColdOutreachRule,
+    FollowUpRule,
+    Health,
+    KeepAlive,
+    KeepAliveWindow,
+    NoExchangeRule,
+    OffHoursRule,
+    QueryTemplates,
+    parse_pool_spec,
+    parse_server_spec,
+)
+from linepool.api.types import (
+    ConditionType,
+    HealthPattern,
+    KeepAlivePhase,
+    LineRole,
+    LineState,
+    QuotaWindow,
+    Reason,
+    ScalingMode,
+)
 from tests.schema.crd_files import crd_named
 
 METRICS = {"prometheusURL": "http://prometheus:9090"}
@@ -231,6 +252,185 @@ def test_last_activity_timestamp_query() -> None:
     with pytest.raises(SpecError) as caught:
         parse_pool_spec({"metrics": {**METRICS, "queries": {"lastActivityTimestamp": ""}}})
     assert caught.value.field == "spec.metrics.queries.lastActivityTimestamp"
+
+
+# --- line health ---------------------------------------------------------------------------------
+
+
+def health(**fields: object) -> dict[str, object]:
+    return pool(health=fields)
+
+
+def test_health_defaults_are_the_documented_ones() -> None:
+    spec = parse_pool_spec(pool()).health
+    assert spec == Health()
+    assert (spec.enabled, spec.cooldown) == (True, timedelta(hours=1))
+    assert spec.burst == BurstRule(messages=60, within=timedelta(minutes=10))
+    assert spec.no_exchange == NoExchangeRule(window=timedelta(hours=24), min_sent=20, min_reply_ratio=0.2)
+    assert spec.follow_ups == FollowUpRule(max=2)
+    assert spec.cold_outreach == ColdOutreachRule(window=timedelta(hours=24), max_line_initiated=10)
+    assert spec.off_hours == OffHoursRule(quiet_start=time(22, 0), quiet_end=time(8, 0), max_net_outbound=5)
+
+
+@pytest.mark.parametrize("raw", [
+    pool(), health(), pool(health=None),
+    health(burst={}, noExchange={}, followUps={}, coldOutreach={}, offHours={}),
+    health(burst=None, offHours={"quiet": {}}), health(offHours={"quiet": None}),
+])
+def test_absent_or_empty_health_gets_defaults(raw: dict[str, object]) -> None:
+    assert parse_pool_spec(raw).health == Health()
+
+
+def _crd_defaults(node: dict[str, Any]) -> dict[str, Any]:
+    """The object the API server stores for ``{}`` under ``node`` (nested ``default: {}`` objects filled)."""
+    stored = {}
+    for key, child in node["properties"].items():
+        if child.get("type") == "object" and "default" in child:
+            stored[key] = _crd_defaults(child)
+        elif "default" in child:
+            stored[key] = child["default"]
+    return stored
+
+
+def test_health_defaults_match_the_crd() -> None:
+    """The CRD's defaults, written out in full, parse to the parser's own defaults for absent fields."""
+    schema = crd_named("linepools.linepool.dev").schema("v1alpha1")
+    defaults = _crd_defaults(schema["properties"]["spec"]["properties"]["health"])
+    assert defaults["offHours"] == {"quiet": {"start": "22:00", "end": "08:00"}, "maxNetOutbound": 5}
+    assert parse_pool_spec(health(**defaults)).health == Health()
+
+
+VALID_HEALTH: list[tuple[dict[str, object], object]] = [
+    (health(enabled=False), Health(enabled=False)),
+    (health(cooldown="5m"), Health(cooldown=timedelta(minutes=5))),
+    (health(cooldown="24h"), Health(cooldown=timedelta(hours=24))),
+    (health(cooldown="1h30m"), Health(cooldown=timedelta(minutes=90))),
+    (health(cooldown="1d"), Health(cooldown=timedelta(days=1))),  # the schema wants 24h; fine here
+    (health(burst={"messages": 1, "within": "1m"}), Health(burst=BurstRule(messages=1, within=timedelta(minutes=1)))),
+    (health(burst={"messages": 10000, "within": "1h"}),
+     Health(burst=BurstRule(messages=10000, within=timedelta(hours=1)))),
+    (health(noExchange={"window": "1h", "minSent": 1, "minReplyRatio": 0}),
+     Health(no_exchange=NoExchangeRule(window=timedelta(hours=1), min_sent=1, min_reply_ratio=0.0))),
+    (health(noExchange={"window": "72h", "minSent": 10000, "minReplyRatio": 1}),
+     Health(no_exchange=NoExchangeRule(window=timedelta(hours=72), min_sent=10000, min_reply_ratio=1.0))),
+    (health(followUps={"max": 1}), Health(follow_ups=FollowUpRule(max=1))),
+    (health(followUps={"max": 3}), Health(follow_ups=FollowUpRule(max=3))),
+    (health(coldOutreach={"window": "1h", "maxLineInitiated": 0}),
+     Health(cold_outreach=ColdOutreachRule(window=timedelta(hours=1), max_line_initiated=0))),
+    (health(coldOutreach={"window": "72h", "maxLineInitiated": 1000}),
+     Health(cold_outreach=ColdOutreachRule(window=timedelta(hours=72), max_line_initiated=1000))),
+    (health(offHours={"quiet": {"start": "01:00", "end": "05:30"}, "maxNetOutbound": 0}),
+     Health(off_hours=OffHoursRule(quiet_start=time(1, 0), quiet_end=time(5, 30), max_net_outbound=0))),
+    (health(offHours={"quiet": {"start": "23:59", "end": "00:00"}, "maxNetOutbound": 1000}),
+     Health(off_hours=OffHoursRule(quiet_start=time(23, 59), quiet_end=time(0, 0), max_net_outbound=1000))),
+    (health(offHours={"quiet": {"end": "06:00"}}), Health(off_hours=OffHoursRule(quiet_end=time(6, 0)))),
+]
+
+
+@pytest.mark.parametrize(("spec", "expected"), VALID_HEALTH)
+def test_valid_health(spec: dict[str, object], expected: Health) -> None:
+    assert parse_pool_spec(spec).health == expected
+
+
+BAD_HEALTH: list[tuple[dict[str, object], str, str]] = [
+    (pool(health="on"), "spec.health", "must be an object"),
+    (health(enabled="no"), "spec.health.enabled", "true or false, not 'no'"),
+    (health(cooldown="4m"), "spec.health.cooldown", "between 5m and 24h, not '4m'"),
+    (health(cooldown="25h"), "spec.health.cooldown", "between 5m and 24h, not '25h'"),
+    (health(cooldown="soon"), "spec.health.cooldown", "not a duration"),
+    (health(cooldown=3600), "spec.health.cooldown", "not a duration"),
+    (health(burst=[]), "spec.health.burst", "must be an object"),
+    (health(burst={"messages": 0}), "spec.health.burst.messages", "between 1 and 10000, not 0"),
+    (health(burst={"messages": 10001}), "spec.health.burst.messages", "between 1 and 10000"),
+    (health(burst={"messages": "60"}), "spec.health.burst.messages", "whole number"),
+    (health(burst={"messages": True}), "spec.health.burst.messages", "whole number"),
+    (health(burst={"within": "30s"}), "spec.health.burst.within", "between 1m and 1h, not '30s'"),
+    (health(burst={"within": "2h"}), "spec.health.burst.within", "between 1m and 1h"),
+    (health(noExchange={"window": "30m"}), "spec.health.noExchange.window", "between 1h and 72h, not '30m'"),
+    (health(noExchange={"window": "73h"}), "spec.health.noExchange.window", "between 1h and 72h"),
+    (health(noExchange={"minSent": 0}), "spec.health.noExchange.minSent", "between 1 and 10000"),
+    (health(noExchange={"minSent": 10001}), "spec.health.noExchange.minSent", "between 1 and 10000"),
+    (health(noExchange={"minReplyRatio": 20}), "spec.health.noExchange.minReplyRatio", "between 0.0 and 1.0, not 20"),
+    (health(noExchange={"minReplyRatio": -0.1}), "spec.health.noExchange.minReplyRatio", "between 0.0 and 1.0"),
+    (health(noExchange={"minReplyRatio": "20%"}), "spec.health.noExchange.minReplyRatio", "must be a number"),
+    (health(followUps={"max": 0}), "spec.health.followUps.max", "between 1 and 3, not 0"),
+    (health(followUps={"max": 4}), "spec.health.followUps.max", "between 1 and 3, not 4"),
+    (health(coldOutreach={"window": "59m"}), "spec.health.coldOutreach.window", "between 1h and 72h"),
+    (health(coldOutreach={"window": "4d"}), "spec.health.coldOutreach.window", "between 1h and 72h"),
+    (health(coldOutreach={"maxLineInitiated": -1}), "spec.health.coldOutreach.maxLineInitiated",
+     "between 0 and 1000"),
+    (health(coldOutreach={"maxLineInitiated": 1001}), "spec.health.coldOutreach.maxLineInitiated",
+     "between 0 and 1000"),
+    (health(offHours={"quiet": "22:00-08:00"}), "spec.health.offHours.quiet", "must be an object"),
+    (health(offHours={"quiet": {"start": "08:00"}}), "spec.health.offHours.quiet.start",
+     "must differ from end (08:00), not '08:00'"),
+    (health(offHours={"quiet": {"start": "07:00", "end": "07:00"}}), "spec.health.offHours.quiet.start",
+     "must differ from end (07:00)"),
+    (health(offHours={"quiet": {"end": "22:00"}}), "spec.health.offHours.quiet.start",
+     "must differ from end (22:00)"),
+    (health(offHours={"quiet": {"start": "9:00"}}), "spec.health.offHours.quiet.start", "HH:MM"),
+    (health(offHours={"quiet": {"end": "24:00"}}), "spec.health.offHours.quiet.end", "HH:MM"),
+    (health(offHours={"quiet": {"end": 800}}), "spec.health.offHours.quiet.end", "HH:MM"),
+    (health(offHours={"maxNetOutbound": -1}), "spec.health.offHours.maxNetOutbound", "between 0 and 1000"),
+    (health(offHours={"maxNetOutbound": 1001}), "spec.health.offHours.maxNetOutbound", "between 0 and 1000"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "reason"), BAD_HEALTH)
+def test_bad_health_names_the_field(spec: dict[str, object], field: str, reason: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_pool_spec(spec)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+    assert reason in caught.value.reason
+
+
+HEALTH_QUERIES = [
+    ("receivedInWindow", "received_in_window"),
+    ("lineInitiatedInWindow", "line_initiated_in_window"),
+    ("unansweredSendsInWindow", "unanswered_sends_in_window"),
+]
+
+
+def test_health_query_defaults() -> None:
+    queries = parse_pool_spec(pool()).metrics.queries
+    assert queries == QueryTemplates()
+    assert queries.received_in_window == (
+        'sum by (server, line) (increase(imessage_messages_received_total{server=~"{{servers}}"}[{{window}}]))')
+    assert queries.line_initiated_in_window == (
+        "sum by (server, line) "
+        '(increase(imessage_new_conversations_total{server=~"{{servers}}",initiator="line"}[{{window}}]))')
+    assert queries.unanswered_sends_in_window == (
+        "sum by (server, line, streak) "
+        '(increase(imessage_unanswered_sends_total{server=~"{{servers}}"}[{{window}}]))')
+
+
+@pytest.mark.parametrize(("key", "attr"), HEALTH_QUERIES)
+def test_health_query_overrides(key: str, attr: str) -> None:
+    query = 'sum by (server, line) (increase(relay_counter{server=~"{{servers}}"}[{{window}}]))'
+    parsed = parse_pool_spec({"metrics": {**METRICS, "queries": {key: query}}}).metrics.queries
+    assert getattr(parsed, attr) == query
+    assert parsed.sent_in_window == QueryTemplates().sent_in_window
+    with pytest.raises(SpecError) as caught:
+        parse_pool_spec({"metrics": {**METRICS, "queries": {key: " "}}})
+    assert caught.value.field == f"spec.metrics.queries.{key}"
+
+
+def test_every_query_of_the_crd_is_parsed() -> None:
+    """A query the CRD declares but the parser ignores would be a silent no-op for the user."""
+    schema = crd_named("linepools.linepool.dev").schema("v1alpha1")
+    declared = schema["properties"]["spec"]["properties"]["metrics"]["properties"]["queries"]["properties"]
+    for key in declared:
+        with pytest.raises(SpecError) as caught:
+            parse_pool_spec({"metrics": {**METRICS, "queries": {key: ""}}})
+        assert caught.value.field == f"spec.metrics.queries.{key}"
+
+
+def test_health_patterns_match_the_crd() -> None:
+    patterns = [p.value for p in HealthPattern]
+    assert patterns == ["Burst", "NoExchange", "FollowUps", "ColdOutreach", "OffHours"]
+    assert _server_status_line()["flagRisks"]["items"]["properties"]["pattern"]["enum"] == patterns
+    assert _server_status_line()["lastFlag"]["properties"]["cause"]["enum"] == [*patterns, "None"]
 
 
 # --- enums against the CRDs -------------------------------------------------------------------------

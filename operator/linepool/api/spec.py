@@ -33,6 +33,10 @@ NO_LINKS = "must not contain a link (:// or www.): keep-alive traffic carries no
 MAX_PARTNERS = 50
 MAX_MESSAGES = 100
 MAX_MESSAGE_LENGTH = 320
+# Line health: the limits the CRD schema states, checked again here.
+HEALTH_COOLDOWN_RANGE = ("5m", "24h")
+BURST_WITHIN_RANGE = ("1m", "1h")
+HEALTH_WINDOW_RANGE = ("1h", "72h")
 
 E = TypeVar("E", QuotaWindow, ScalingMode, LineRole)
 
@@ -96,6 +100,20 @@ class QueryTemplates:
     last_activity_timestamp: str = (
         'max by (server, line) (imessage_line_last_activity_timestamp_seconds{server=~"{{servers}}"})'
     )
+    # Line health: {{window}} is the window of the pattern that uses the figure.
+    received_in_window: str = (
+        'sum by (server, line) (increase(imessage_messages_received_total{server=~"{{servers}}"}[{{window}}]))'
+    )
+    # Only conversations the line started itself (it wrote first): the cold-outreach figure.
+    line_initiated_in_window: str = (
+        "sum by (server, line) "
+        '(increase(imessage_new_conversations_total{server=~"{{servers}}",initiator="line"}[{{window}}]))'
+    )
+    # Kept by streak: the follow-up cap is a bound on the streak label.
+    unanswered_sends_in_window: str = (
+        "sum by (server, line, streak) "
+        '(increase(imessage_unanswered_sends_total{server=~"{{servers}}"}[{{window}}]))'
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +148,64 @@ class KeepAlive:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BurstRule:
+    """Burst sending: ``messages`` or more from one line within ``within``."""
+
+    messages: int = 60
+    within: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoExchangeRule:
+    """No conversation: at least ``min_sent`` sent in ``window``, fewer replies per send than ``min_reply_ratio``."""
+
+    window: timedelta = timedelta(hours=24)
+    min_sent: int = 20
+    min_reply_ratio: float = 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
+class FollowUpRule:
+    """Hammering non-responders: a send whose unanswered streak is ``max + 2`` or more is over the cap."""
+
+    max: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColdOutreachRule:
+    """Cold outreach: more than ``max_line_initiated`` conversations started by the line in ``window``."""
+
+    window: timedelta = timedelta(hours=24)
+    max_line_initiated: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class OffHoursRule:
+    """Off-hours sending: sent minus received past ``max_net_outbound`` in the quiet period.
+
+    The quiet period is local to ``quotas.timezone`` and crosses midnight when ``quiet_end``
+    is before ``quiet_start``.
+    """
+
+    quiet_start: time = time(22, 0)
+    quiet_end: time = time(8, 0)
+    max_net_outbound: int = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Health:
+    """The five flag patterns a line is watched for, and how long a risk outlasts its pattern."""
+
+    enabled: bool = True
+    cooldown: timedelta = timedelta(hours=1)
+    burst: BurstRule = field(default_factory=BurstRule)
+    no_exchange: NoExchangeRule = field(default_factory=NoExchangeRule)
+    follow_ups: FollowUpRule = field(default_factory=FollowUpRule)
+    cold_outreach: ColdOutreachRule = field(default_factory=ColdOutreachRule)
+    off_hours: OffHoursRule = field(default_factory=OffHoursRule)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PoolSpec:
     quotas: Quotas
     assignment: Assignment
@@ -137,6 +213,7 @@ class PoolSpec:
     inventory: tuple[str, ...]
     metrics: Metrics
     keep_alive: KeepAlive = field(default_factory=KeepAlive)
+    health: Health = field(default_factory=Health)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,6 +394,7 @@ def parse_pool_spec(spec: Mapping[str, Any]) -> PoolSpec:
         quotas=quotas, assignment=Assignment(stop_at=stop_at, resume_at=resume_at),
         scaling=scaling, inventory=inventory, metrics=metrics,
         keep_alive=_parse_keep_alive(_section(spec, "keepAlive", "spec")),
+        health=_parse_health(_section(spec, "health", "spec")),
     )
 
 
@@ -386,6 +464,64 @@ def _parse_window(raw: Mapping[str, Any]) -> KeepAliveWindow:
     return KeepAliveWindow(start=start, end=end, days=frozenset(days))
 
 
+def _parse_health(raw: Mapping[str, Any]) -> Health:
+    # The schema takes the durations in ms, s, m and h only (Kubernetes CEL's duration() has no
+    # unit d); here any duration within the range is accepted, as for keepAlive.minSpacing.
+    path = "spec.health"
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.enabled", f"must be true or false, not {enabled!r}")
+    burst = _section(raw, "burst", path)
+    no_exchange = _section(raw, "noExchange", path)
+    follow_ups = _section(raw, "followUps", path)
+    cold_outreach = _section(raw, "coldOutreach", path)
+    off_hours = _section(raw, "offHours", path)
+    return Health(
+        enabled=enabled,
+        cooldown=_bounded_duration(raw, "cooldown", path, default="1h", bounds=HEALTH_COOLDOWN_RANGE),
+        burst=BurstRule(
+            messages=_int(burst, "messages", f"{path}.burst", default=60, low=1, high=10000),
+            within=_bounded_duration(burst, "within", f"{path}.burst", default="10m", bounds=BURST_WITHIN_RANGE),
+        ),
+        no_exchange=NoExchangeRule(
+            window=_bounded_duration(
+                no_exchange, "window", f"{path}.noExchange", default="24h", bounds=HEALTH_WINDOW_RANGE
+            ),
+            min_sent=_int(no_exchange, "minSent", f"{path}.noExchange", default=20, low=1, high=10000),
+            min_reply_ratio=_fraction(
+                no_exchange, "minReplyRatio", f"{path}.noExchange", default=0.2, low=0.0, high=1.0
+            ),
+        ),
+        follow_ups=FollowUpRule(max=_int(follow_ups, "max", f"{path}.followUps", default=2, low=1, high=3)),
+        cold_outreach=ColdOutreachRule(
+            window=_bounded_duration(
+                cold_outreach, "window", f"{path}.coldOutreach", default="24h", bounds=HEALTH_WINDOW_RANGE
+            ),
+            max_line_initiated=_int(
+                cold_outreach, "maxLineInitiated", f"{path}.coldOutreach", default=10, low=0, high=1000
+            ),
+        ),
+        off_hours=_parse_off_hours(off_hours),
+    )
+
+
+def _parse_off_hours(raw: Mapping[str, Any]) -> OffHoursRule:
+    path = "spec.health.offHours"
+    quiet = _section(raw, "quiet", path)
+    start = _clock(quiet, "start", f"{path}.quiet", default="22:00")
+    end = _clock(quiet, "end", f"{path}.quiet", default="08:00")
+    # Either order is a quiet period (end before start crosses midnight); only an empty one is not.
+    if start == end:
+        raise SpecError(
+            f"{path}.quiet.start", f"must differ from end ({end:%H:%M}), not {quiet.get('start', '22:00')!r}"
+        )
+    return OffHoursRule(
+        quiet_start=start,
+        quiet_end=end,
+        max_net_outbound=_int(raw, "maxNetOutbound", path, default=5, low=0, high=1000),
+    )
+
+
 def _parse_scaling(raw: Mapping[str, Any]) -> Scaling:
     path = "spec.scaling"
     min_servers = _int(raw, "minServers", path, default=1, low=0, high=1000)
@@ -423,6 +559,9 @@ def _parse_queries(raw: Mapping[str, Any]) -> QueryTemplates:
         ("lineState", "line_state"),
         ("activity", "activity"),
         ("lastActivityTimestamp", "last_activity_timestamp"),
+        ("receivedInWindow", "received_in_window"),
+        ("lineInitiatedInWindow", "line_initiated_in_window"),
+        ("unansweredSendsInWindow", "unanswered_sends_in_window"),
     ):
         if key in raw:
             value = raw[key]

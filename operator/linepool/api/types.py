@@ -1,4 +1,4 @@
-"""Enumerations of the API: modes, phases, line states, condition types and reasons.
+"""Enumerations of the API: modes, phases, line states, health patterns, condition types and reasons.
 
 They are ``str`` enums so that they serialise as the exact strings the CRD schema allows.
 """
@@ -100,6 +100,24 @@ class Reason(StrEnum):
     CREDENTIALS_FOUND = "CredentialsFound"
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
+    # Line health (risks of an Apple flag, distinct from the deactivation risk above).
+    LINE_AT_FLAG_RISK = "LineAtFlagRisk"
+    FLAG_RISK_CLEARED = "FlagRiskCleared"
+    LINE_FLAGGED = "LineFlagged"
+    LINE_RECOVERED = "LineRecovered"
+
+
+class HealthPattern(StrEnum):
+    """The behaviours that get a line flagged by Apple, in the order the issue ranks them.
+
+    The order matters: it breaks ties when forensics names the probable cause of a flag.
+    """
+
+    BURST = "Burst"
+    NO_EXCHANGE = "NoExchange"
+    FOLLOW_UPS = "FollowUps"
+    COLD_OUTREACH = "ColdOutreach"
+    OFF_HOURS = "OffHours"
 
 
 class KeepAlivePhase(StrEnum):

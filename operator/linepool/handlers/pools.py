@@ -34,7 +34,11 @@ from linepool.api.spec import PoolSpec, ServerSpec, parse_pool_spec
 from linepool.api.types import ConditionType, LineState, Reason
 from linepool.handlers.events import post_event
 from linepool.handlers.servers import report_missing_pool
+from linepool.logic.health import explain_flag, quiet_period
+from linepool.logic.health_status import SUMMARY_KEYS as HEALTH_SUMMARY_KEYS
+from linepool.logic.health_status import FlagEvidence, needs_report
 from linepool.logic.keepalive import Delivery, Send, Settled, settle
+from linepool.logic.observations import Observation
 from linepool.logic.pool import (
     CredentialProblem,
     Event,
@@ -52,6 +56,9 @@ from linepool.logic.window import promql_range, window_length
 # How long an invalid pool waits before looking at its spec again (a fix also wakes it sooner,
 # because the daemon reads the live body on every pass).
 INVALID_SPEC_RETRY_SECONDS = 10.0
+# Flag forensics costs two queries a line; a pool whose lines are flagged by the dozen reports
+# them over a few passes rather than stalling one.
+FORENSICS_PER_PASS = 5
 
 
 @dataclass(kw_only=True)
@@ -143,9 +150,12 @@ async def reconcile_once(
     runtime.known_servers = current
 
     observation, metrics_error = None, None
+    quiet = quiet_period(now=now, rule=spec.health.off_hours, timezone=spec.quotas.timezone)
     queries = render_queries(
         templates=spec.metrics.queries, servers=[str(s["metadata"]["name"]) for s in own],
         window=promql_range(window_length(window=spec.quotas.window, timezone=spec.quotas.timezone, now=now)),
+        health=spec.health if spec.health.enabled else None,
+        quiet_since=now - quiet[0] if quiet is not None else None,
     )
     try:
         observation = await prometheus.observe(base_url=spec.metrics.prometheus_url, queries=queries, at=now)
@@ -161,12 +171,17 @@ async def reconcile_once(
     pool = PoolView(name=name, namespace=namespace, uid=str(meta.get("uid") or ""),
                     generation=meta.get("generation"), spec=spec, status=status, paused=paused)
     await _recheck_credentials(runtime=runtime, servers=own, namespace=namespace, secrets=memo.secrets)
+    flags = await _flag_forensics(pool=pool, servers=own, observation=observation, prometheus=prometheus,
+                                  now=now, logger=logger) if observation is not None else {}
     decision = decide_pool(
         pool=pool, servers=[server_view(s) for s in own], observation=observation,
         metrics_error=metrics_error, memory=runtime.memory, now=now, foreign_lines=foreign_lines,
-        credentials=runtime.credentials, answer_delay=memo.options.answer_delay,
+        credentials=runtime.credentials, answer_delay=memo.options.answer_delay, flags=flags,
     )
     runtime.memory = decision.memory
+    for flag in flags.values():
+        cause = flag.report.cause.value if flag.report.cause is not None else "None"
+        telemetry.FLAG_REPORTS.labels(namespace, name, cause).inc()
     if decision.keep_alive.sends:
         results = await _send_keep_alives(decision=decision, pool=pool, memo=memo, runtime=runtime)
         decision = record_keep_alives(decision=decision, pool=pool, results=results, now=datetime.now(tz=UTC))
@@ -178,6 +193,47 @@ async def reconcile_once(
     _export(decision=decision, pool=pool, now=now)
     telemetry.RECONCILE_DURATION.labels(namespace, name).observe(time.perf_counter() - started)
     return spec.metrics.poll_interval.total_seconds()
+
+
+async def _flag_forensics(*, pool: PoolView, servers: list[dict[str, Any]], observation: Observation,
+                          prometheus: PrometheusClient, now: datetime,
+                          logger: kopf.Logger) -> dict[tuple[str, str], FlagEvidence]:
+    """Measure the hour before the flag of each line that turned Flagged and has no report for that flag.
+
+    A line already reported in status (``lastFlag``) for the same flagged spell costs nothing, so a
+    restarted operator reports no flag twice; a flag that came while the operator was down is dated
+    from Prometheus's history and reported now. At most ``FORENSICS_PER_PASS`` lines per pass.
+    """
+    found: dict[tuple[str, str], FlagEvidence] = {}
+    spec = pool.spec
+    for server in servers:
+        name = str(server["metadata"]["name"])
+        samples = observation.server(name) or {}
+        previous = {str(item.get("id")): item for item in (server.get("status") or {}).get("lines") or []
+                    if isinstance(item, Mapping)}
+        for line, sample in samples.items():
+            old = previous.get(line, {})
+            if sample.state is not LineState.FLAGGED or len(found) >= FORENSICS_PER_PASS:
+                continue
+            # Same flagged spell as last pass, already reported: nothing to ask Prometheus.
+            if old.get("state") == LineState.FLAGGED.value and not needs_report(old=old, flagged_at=None):
+                continue
+            try:
+                flagged_at = await prometheus.flag_time(base_url=spec.metrics.prometheus_url, server=name,
+                                                        line=line, at=now) or now
+                if not needs_report(old=old, flagged_at=flagged_at):
+                    continue
+                figures = await prometheus.flag_figures(
+                    base_url=spec.metrics.prometheus_url, server=name, line=line, spec=spec.health,
+                    flag_time=flagged_at, templates=spec.metrics.queries, timezone=spec.quotas.timezone)
+            except PrometheusError as error:
+                logger.warning("Cannot measure the hour before the flag of %s on %s: %s", line, name, error)
+                continue
+            finally:
+                telemetry.PROMETHEUS_QUERIES.labels(pool.namespace, pool.name).inc()
+            found[(name, line)] = FlagEvidence(time=flagged_at, figures=figures,
+                                               report=explain_flag(figures=figures, spec=spec.health))
+    return found
 
 
 async def _recheck_credentials(*, runtime: PoolRuntime, servers: list[dict[str, Any]], namespace: str,
@@ -374,6 +430,12 @@ def _export(*, decision: PoolDecision, pool: PoolView, now: datetime) -> None:
         telemetry.POOL_LINES.labels(ns, name, state.value).set(by_state.get(state.value, 0))
     if plan.oldest_activity is not None:
         telemetry.OLDEST_ACTIVITY_AGE.labels(ns, name).set(max(0.0, (now - plan.oldest_activity).total_seconds()))
+    health = status["health"]
+    telemetry.FLAG_RISK_LINES.labels(ns, name, "any").set(health["atRisk"])
+    unmeasured = set(health.get("unmeasured") or ())
+    for pattern, key in HEALTH_SUMMARY_KEYS.items():
+        telemetry.FLAG_RISK_LINES.labels(ns, name, pattern.value).set(health[key])
+        telemetry.FLAG_RISK_UNMEASURED.labels(ns, name, pattern.value).set(1 if pattern.value in unmeasured else 0)
     for outcome in decision.servers:
         if outcome.utilization is not None:
             telemetry.SERVER_UTILIZATION.labels(ns, name, outcome.name).set(outcome.utilization)

@@ -30,13 +30,16 @@ _STATES = {state.value: state for state in LineState}
 
 
 def collect_lines(*, lines_by_server: Mapping[str, Sequence[Mapping[str, Any]]], idle_after: timedelta,
-                  now: datetime) -> tuple[list[LineFacts], dict[str, PoolLine], datetime | None]:
+                  now: datetime, hold_flag_risks: bool = True,
+                  ) -> tuple[list[LineFacts], dict[str, PoolLine], datetime | None]:
     """The planner's inputs from this poll's line dicts (which carry the last poll's keep-alive fields).
 
     Returns the lines that may need work (idle past ``idle_after``, or with an exchange recorded),
     a directory of every line (built only when some line needs work), and the oldest last
     traffic. Times are compared as RFC 3339 text, so a busy line costs a few lookups and a
     comparison, not a parse: a steady pool of 10,000 lines is read in a few milliseconds.
+    With ``hold_flag_risks``, a line at risk of an Apple flag neither sends nor answers a
+    keep-alive while the risk lasts: to the planner it is as good as Flagged.
     """
     idle_before = format_time(now - idle_after)
     oldest = "~"  # sorts after every RFC 3339 time
@@ -52,7 +55,7 @@ def collect_lines(*, lines_by_server: Mapping[str, Sequence[Mapping[str, Any]]],
             if record is None and quiet > idle_before:
                 continue
             work.append(LineFacts(
-                server=server, line=line["id"], state=_STATES.get(line.get("state", ""), LineState.IDLE),
+                server=server, line=line["id"], state=_planning_state(line, hold=hold_flag_risks),
                 last_activity=parse_time(activity) or now, last_keep_alive=parse_time(kept_alive),
                 exchange=exchange_from_status(record),
             ))
@@ -62,9 +65,15 @@ def collect_lines(*, lines_by_server: Mapping[str, Sequence[Mapping[str, Any]]],
             for line in lines:
                 activity = line.get("lastActivityTime") or ""
                 kept_alive = line.get("lastKeepAliveTime") or ""
-                directory[line["id"]] = PoolLine(server, _STATES.get(line.get("state", ""), LineState.IDLE),
+                directory[line["id"]] = PoolLine(server, _planning_state(line, hold=hold_flag_risks),
                                                  kept_alive if kept_alive > activity else activity)
     return work, directory, parse_time(oldest)
+
+
+def _planning_state(line: Mapping[str, Any], *, hold: bool) -> LineState:
+    if hold and line.get("flagRisks"):
+        return LineState.FLAGGED
+    return _STATES.get(line.get("state", ""), LineState.IDLE)
 
 
 def write_plan(*, plan: KeepAlivePlan, line_dicts: Mapping[str, dict[str, Any]]) -> None:

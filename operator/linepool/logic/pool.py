@@ -22,16 +22,21 @@ from linepool.api.conditions import (
     reports_new_problem,
 )
 from linepool.api.errors import SpecError
-from linepool.api.spec import PoolSpec, ServerSpec, parse_server_spec
+from linepool.api.spec import Health, PoolSpec, ServerSpec, parse_server_spec
 from linepool.api.types import (
     ConditionType,
+    HealthPattern,
     LineRole,
     LineState,
     Reason,
     RecommendedAction,
+    ScalingMode,
     ServerPhase,
 )
 from linepool.logic.assignment import line_assignable, round_robin, server_assignable
+from linepool.logic.health import HealthSample, quiet_period
+from linepool.logic.health_status import FlagEvidence, Notice, apply_line_health
+from linepool.logic.health_status import pool_summary as health_summary
 from linepool.logic.keepalive import ANSWER_DELAY, KeepAlivePlan, ServerFacts, Settled, headroom, plan_keep_alive
 from linepool.logic.keepalive import Send as KeepAliveSend
 from linepool.logic.keepalive_status import (
@@ -208,6 +213,7 @@ def decide_pool(
     foreign_lines: frozenset[str] = frozenset(),
     credentials: Mapping[str, CredentialProblem | None] | None = None,
     answer_delay: timedelta = ANSWER_DELAY,
+    flags: Mapping[tuple[str, str], FlagEvidence] | None = None,
 ) -> PoolDecision:
     """Decide everything about one pool for this pass.
 
@@ -215,8 +221,17 @@ def decide_pool(
     then every server keeps its last known decision and no scale action is planned.
     ``foreign_lines`` are lines held by servers of other pools; they never count as spare.
     ``credentials`` says, for servers whose token was read, whether that worked.
+    ``flags`` holds the forensics of lines that turned Flagged and owe their report, by (server, line).
     """
     credentials = credentials or {}
+    unmeasured: set[HealthPattern] = set()
+    health = _HealthPass(
+        spec=pool.spec.health, flags=flags or {}, unmeasured=unmeasured, frozen=pool.paused,
+        # DryRun reports risks but takes no line out of rotation, as it creates no server.
+        hold=pool.spec.scaling.mode is not ScalingMode.DRY_RUN,
+        in_quiet_period=quiet_period(now=now, rule=pool.spec.health.off_hours,
+                                     timezone=pool.spec.quotas.timezone) is not None,
+    )
     spec = pool.spec
     conflicts = find_line_conflicts(servers)
     if observation is not None and _exporters_gone(servers, observation):
@@ -235,7 +250,7 @@ def decide_pool(
         fact = _decide_server(
             pool=pool, server=server, observation=observation, metrics_error=metrics_error,
             conflict=conflicts.get(server.name), memory=memory, now=now, now_text=now_text,
-            activity=activity, events=events, parsed=parsed, credentials=credentials,
+            activity=activity, events=events, parsed=parsed, credentials=credentials, health=health,
         )
         facts.append(fact)
 
@@ -264,7 +279,7 @@ def decide_pool(
         remaining_inventory=spare, last_scale_time=last_scale, now=now,
     ))
 
-    keep_alive = _plan_keep_alive(pool=pool, valid=valid, servers=servers, metrics_ok=metrics_ok,
+    keep_alive = _plan_keep_alive(pool=pool, valid=valid, servers=servers, metrics_ok=metrics_ok, hold=health.hold,
                                   credentials=credentials, events=events, now=now, answer_delay=answer_delay)
     next_memory = _next_memory(memory=memory, fresh=metrics_ok, now=now, activity=activity, specs=parsed)
     conditions = _pool_conditions(
@@ -302,6 +317,8 @@ def decide_pool(
         "assignableLines": assignable_lines,
         "recommendation": recommendation,
         "keepAlive": keep_alive_status,
+        "health": health_summary(lines=[line for f in valid for line in f.outcome.status["lines"]],
+                                 unmeasured=unmeasured),
         "conditions": merge_conditions(
             previous=pool.status.get("conditions"), current=conditions, now=now,
             observed_generation=pool.generation,
@@ -324,8 +341,8 @@ def decide_pool(
 
 
 def _plan_keep_alive(*, pool: PoolView, valid: Sequence["_ServerFacts"], servers: Sequence[ServerView],
-                     metrics_ok: bool, credentials: Mapping[str, CredentialProblem | None], events: list[Event],
-                     now: datetime, answer_delay: timedelta) -> KeepAlivePlan:
+                     metrics_ok: bool, hold: bool, credentials: Mapping[str, CredentialProblem | None],
+                     events: list[Event], now: datetime, answer_delay: timedelta) -> KeepAlivePlan:
     """Plan keep-alives and write them into the servers' line statuses (state, times, records)."""
     spec = pool.spec
     lines_by_server = {f.outcome.name: f.outcome.status["lines"] for f in valid}
@@ -341,7 +358,7 @@ def _plan_keep_alive(*, pool: PoolView, valid: Sequence["_ServerFacts"], servers
         for f in valid
     }
     work, directory, oldest = collect_lines(lines_by_server=lines_by_server, idle_after=spec.keep_alive.idle_after,
-                                            now=now)
+                                            now=now, hold_flag_risks=hold)
     plan = plan_keep_alive(spec=spec.keep_alive, timezone=spec.quotas.timezone, now=now, servers=server_facts,
                            answer_delay=answer_delay, lines=work, directory=directory, oldest_activity=oldest)
     if plan.lines or plan.upcoming:
@@ -476,7 +493,7 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
                    metrics_error: str | None, conflict: str | None, memory: PoolMemory, now: datetime,
                    now_text: str, activity: dict[tuple[str, str], float], events: list[Event],
                    parsed: dict[tuple[str, int], ServerSpec | SpecError],
-                   credentials: Mapping[str, CredentialProblem | None]) -> _ServerFacts:
+                   credentials: Mapping[str, CredentialProblem | None], health: "_HealthPass") -> _ServerFacts:
     previous = server.status
     try:
         spec = _parsed_spec(server, memory=memory, parsed=parsed)
@@ -524,7 +541,9 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
             "Prometheus has no samples for this server yet; it counts as zero traffic")
 
     lines = _line_statuses(pool=pool, server=server, spec=spec, samples=samples, fresh=observation is not None,
-                           assignable=assignable, memory=memory, now=now, now_text=now_text, activity=activity)
+                           assignable=assignable, memory=memory, now=now, now_text=now_text, activity=activity,
+                           health=health, health_samples=observation.health.get(server.name, {})
+                           if observation is not None else None, events=events)
     assignable_ids = tuple(line["id"] for line in lines if line["assignable"])
 
     if spec.cordoned:
@@ -549,7 +568,8 @@ def _decide_server(*, pool: PoolView, server: ServerView, observation: Observati
         "messagesInWindow": round(sent) if observation is not None else int(previous.get("messagesInWindow") or 0),
         "quota": quota,
         "assignable": assignable,
-        "lineSummary": {"total": len(lines), "assignable": len(assignable_ids)},
+        "lineSummary": {"total": len(lines), "assignable": len(assignable_ids),
+                        "flagRisk": sum(1 for line in lines if "flagRisks" in line)},
         "lines": lines,
         "conditions": merge_conditions(
             previous=previous.get("conditions"),
@@ -649,9 +669,22 @@ def _server_events(*, server: ServerView, spec: ServerSpec, assignable: bool, pr
                           f"{round(pool.spec.assignment.resume_at * 100)}%; taking new users again")]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _HealthPass:
+    """This pass's line-health settings, and the pool-wide set of patterns that cannot be measured."""
+
+    spec: Health
+    flags: Mapping[tuple[str, str], FlagEvidence]
+    unmeasured: set[HealthPattern]
+    frozen: bool
+    hold: bool
+    in_quiet_period: bool
+
+
 def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
                    samples: Mapping[str, LineSample] | None, fresh: bool, assignable: bool, memory: PoolMemory,
-                   now: datetime, now_text: str, activity: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
+                   now: datetime, now_text: str, activity: dict[tuple[str, str], float], health: _HealthPass,
+                   health_samples: Mapping[str, HealthSample] | None, events: list[Event]) -> list[dict[str, Any]]:
     previous_lines = {
         str(item.get("id")): item for item in server.status.get("lines") or [] if isinstance(item, dict)
     }
@@ -702,6 +735,14 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             for carried in _CARRIED_KEYS:
                 if carried in old:
                     entry[carried] = old[carried]
+        notices: list[Notice] = []
+        health.unmeasured.update(apply_line_health(
+            entry=entry, old=old, sample=health_samples.get(line.id) if health_samples is not None else None,
+            spec=health.spec, now=now, in_quiet_period=health.in_quiet_period, frozen=health.frozen,
+            flag=health.flags.get(key), notices=notices))
+        if health.hold and "flagRisks" in entry:
+            entry["assignable"] = False  # a line at risk of a flag takes no new users
+        events.extend(Event(server=server.name, type=n.type, reason=n.reason, message=n.message) for n in notices)
         lines.append(entry)
     return lines
 

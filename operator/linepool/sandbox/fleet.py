@@ -6,14 +6,20 @@ that the operator reads back through Prometheus, on a real ``/metrics`` endpoint
 
 * ``imessage_messages_sent_total{server, line}`` — counter;
 * ``imessage_messages_received_total{server, line}`` — counter;
-* ``imessage_new_conversations_total{server, line}`` — counter;
+* ``imessage_new_conversations_total{server, line, initiator}`` — counter; ``initiator`` is
+  ``line`` when the line wrote first and ``recipient`` when the recipient did. A server added
+  with ``initiator_label=False`` exports it without that label, as an older relay does;
+* ``imessage_unanswered_sends_total{server, line, streak}`` — counter of sends by how many
+  messages in a row (this one included) went to the recipient without a reply: ``1`` … ``4``,
+  ``5+``. A server added with ``unanswered_metric=False`` does not export it;
 * ``imessage_line_state{server, line, state}`` — gauge: 1 for the line's current state
   among ``active``, ``flagged``, ``deactivated``, and 0 for the other two.
 
 The numbers are kept in plain dicts and exposed by a custom collector on a private
 ``CollectorRegistry``, rather than with ``prometheus_client.Counter``: removing a server
 must remove its series, several fleets may live in one process, and no ``*_created``
-series should clutter the contract.
+series should clutter the contract. Every series is exported at zero from the moment its line
+exists: ``increase()`` ignores what a counter already held at its first scraped sample.
 
 :class:`RelayStub` stands in for a messaging server's send API (``POST /v1/messages``):
 it records what it receives and fails on demand, for tests of the delivery path.
@@ -34,14 +40,27 @@ from typing import Any, Final, Literal, Self
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from linepool.sandbox.lifecycle import Service
 
 LineState = Literal['active', 'flagged', 'deactivated']
 LINE_STATES: Final[tuple[LineState, ...]] = ('active', 'flagged', 'deactivated')
 
+Initiator = Literal['line', 'recipient']
+INITIATORS: Final[tuple[Initiator, ...]] = ('line', 'recipient')
+# The values of the `streak` label: a streak of 5 or more is exported as "5+".
+STREAKS: Final[tuple[str, ...]] = ('1', '2', '3', '4', '5+')
+
 # A traffic profile: seconds since the traffic started -> messages per second per server.
 TrafficProfile = Callable[[float], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exports:
+    """Which optional parts of the metrics contract a server's relay exports."""
+    initiator_label: bool = True
+    unanswered_metric: bool = True
 
 
 @dataclasses.dataclass
@@ -49,7 +68,10 @@ class _Line:
     state: LineState = 'active'
     sent: float = 0
     received: float = 0
-    new_conversations: float = 0
+    # New conversations by who wrote first (see INITIATORS).
+    new_conversations: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(INITIATORS, 0.0))
+    # Sends by unanswered streak (see STREAKS).
+    unanswered: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(STREAKS, 0.0))
     # Unix seconds of the last traffic, exported only once set (the gauge is optional).
     last_activity: float | None = None
 
@@ -68,6 +90,7 @@ class Fleet(Service):
         self._requested_port = port
         self._lock = threading.Lock()
         self._servers: dict[str, dict[str, _Line]] = {}
+        self._exports: dict[str, _Exports] = {}
         self.registry = prometheus_client.CollectorRegistry(auto_describe=False)
         self.registry.register(_FleetCollector(self))
         self._http: wsgiref.simple_server.WSGIServer | None = None
@@ -127,10 +150,29 @@ class Fleet(Service):
     # ------------------------------------------------------------------------------------------
     # The fleet's shape.
 
-    def add_server(self, name: str, lines: list[str]) -> None:
-        """Add a server with its lines (all ``active``), or add lines to an existing server."""
+    def add_server(
+            self,
+            name: str,
+            lines: list[str],
+            *,
+            initiator_label: bool | None = None,
+            unanswered_metric: bool | None = None,
+    ) -> None:
+        """
+        Add a server with its lines (all ``active``), or add lines to an existing server.
+
+        ``initiator_label=False`` exports ``imessage_new_conversations_total`` without its
+        ``initiator`` label and ``unanswered_metric=False`` leaves out
+        ``imessage_unanswered_sends_total``: a relay that predates those parts of the contract.
+        Both default to True for a new server; left out, they keep what an existing server has.
+        """
         with self._lock:
             server = self._servers.setdefault(name, {})
+            current = self._exports.get(name, _Exports())
+            self._exports[name] = _Exports(
+                initiator_label=current.initiator_label if initiator_label is None else initiator_label,
+                unanswered_metric=current.unanswered_metric if unanswered_metric is None else unanswered_metric,
+            )
             for line in lines:
                 server.setdefault(line, _Line())
 
@@ -138,6 +180,7 @@ class Fleet(Service):
         """Remove a server; its series disappear from ``/metrics``, as when an exporter goes away."""
         with self._lock:
             del self._servers[name]
+            del self._exports[name]
 
     def servers(self) -> dict[str, list[str]]:
         with self._lock:
@@ -158,9 +201,24 @@ class Fleet(Service):
             record.received += n
             _touch(record)
 
-    def new_conversations(self, server: str, line: str, n: int = 1) -> None:
+    def new_conversations(self, server: str, line: str, n: int = 1, *, initiator: Initiator = 'recipient') -> None:
+        """Count ``n`` new conversations; ``initiator='line'`` when the line wrote first (cold outreach)."""
+        if initiator not in INITIATORS:
+            raise ValueError(f"unknown initiator {initiator!r}; expected one of {INITIATORS}")
         with self._lock:
-            self._line(server, line).new_conversations += n
+            self._line(server, line).new_conversations[initiator] += n
+
+    def unanswered(self, server: str, line: str, *, streak: int, n: int = 1) -> None:
+        """
+        Count ``n`` sends that were the ``streak``-th message in a row to a recipient without a reply.
+
+        Only ``imessage_unanswered_sends_total`` moves: call :meth:`send` too for the sent
+        counter, so that a test can set each figure on its own.
+        """
+        if streak < 1:
+            raise ValueError(f"a streak counts the send itself, so it is at least 1, not {streak}")
+        with self._lock:
+            self._line(server, line).unanswered[STREAKS[min(streak, len(STREAKS)) - 1]] += n
 
     def set_line_state(self, server: str, line: str, state: LineState) -> None:
         if state not in LINE_STATES:
@@ -178,13 +236,15 @@ class Fleet(Service):
             return self._line(server, line).state
 
     def totals(self, server: str, line: str) -> dict[str, int]:
-        """The counters of one line, as the exporter shows them."""
+        """The counters of one line, as the exporter shows them (``unanswered`` summed over streaks)."""
         with self._lock:
             record = self._line(server, line)
             return {
                 'sent': int(record.sent),
                 'received': int(record.received),
-                'new_conversations': int(record.new_conversations),
+                'new_conversations': int(sum(record.new_conversations.values())),
+                'line_initiated': int(record.new_conversations['line']),
+                'unanswered': int(sum(record.unanswered.values())),
             }
 
     def run_traffic(
@@ -203,7 +263,9 @@ class Fleet(Service):
         Every ``tick``, each server sends ``profile(elapsed) * tick`` messages, spread at
         random over its ``active`` lines (flagged and deactivated lines send nothing);
         replies and new conversations follow as fractions of that. Fractions of a message
-        carry over to the next tick, so low rates are exact on average.
+        carry over to the next tick, so low rates are exact on average. The traffic is a
+        healthy exchange: new conversations are started by the recipient, and every send
+        counts at streak 1.
         """
         rng = random.Random(seed)
 
@@ -223,10 +285,11 @@ class Fleet(Service):
                         for _ in range(whole):
                             line = rng.choice(active)
                             line.sent += 1
+                            line.unanswered['1'] += 1
                             if rng.random() < reply_ratio:
                                 line.received += 1
                             if rng.random() < new_conversation_ratio:
-                                line.new_conversations += 1
+                                line.new_conversations['recipient'] += 1
                 # Wake up promptly on either event rather than sleeping through a stop.
                 if stop_event.wait(tick) or self._stopped.is_set():
                     break
@@ -249,10 +312,12 @@ class Fleet(Service):
         except KeyError:
             raise KeyError(f"unknown line {line!r} on server {server!r}") from None
 
-    def _snapshot(self) -> list[tuple[str, str, _Line]]:
+    def _snapshot(self) -> list[tuple[str, _Exports, str, _Line]]:
         with self._lock:
             return [
-                (server, name, dataclasses.replace(line))
+                (server, self._exports[server], name,
+                 dataclasses.replace(line, new_conversations=dict(line.new_conversations),
+                                     unanswered=dict(line.unanswered)))
                 for server, lines in self._servers.items()
                 for name, line in lines.items()
             ]
@@ -286,21 +351,35 @@ class _FleetCollector(Collector):
         sent = CounterMetricFamily('imessage_messages_sent', "Messages sent by a line.", labels=labels)
         received = CounterMetricFamily('imessage_messages_received', "Messages received by a line.",
                                        labels=labels)
-        new = CounterMetricFamily('imessage_new_conversations', "Conversations started by a line.",
-                                  labels=labels)
+        # Label sets differ by server (with or without `initiator`), so samples are added as they are:
+        # a family's add_metric() takes one fixed list of label names.
+        new = CounterMetricFamily('imessage_new_conversations', "Conversations started on a line.")
+        unanswered = CounterMetricFamily(
+            'imessage_unanswered_sends',
+            "Messages sent, by how many in a row (this one included) went to the recipient without a reply.",
+            labels=[*labels, 'streak'])
         state = GaugeMetricFamily('imessage_line_state', "1 for the line's current state, 0 for the others.",
                                   labels=['server', 'line', 'state'])
         last = GaugeMetricFamily('imessage_line_last_activity_timestamp_seconds',
                                  "Unix time of the line's last inbound or outbound message.", labels=labels)
-        for server, line, record in snapshot:
+        for server, exports, line, record in snapshot:
             if record.last_activity is not None:
                 last.add_metric([server, line], record.last_activity)
             sent.add_metric([server, line], record.sent)
             received.add_metric([server, line], record.received)
-            new.add_metric([server, line], record.new_conversations)
+            if exports.initiator_label:
+                for initiator, count in record.new_conversations.items():
+                    new.samples.append(Sample('imessage_new_conversations_total',
+                                              {'server': server, 'line': line, 'initiator': initiator}, count))
+            else:
+                new.samples.append(Sample('imessage_new_conversations_total', {'server': server, 'line': line},
+                                          sum(record.new_conversations.values())))
+            if exports.unanswered_metric:
+                for streak, count in record.unanswered.items():
+                    unanswered.add_metric([server, line, streak], count)
             for candidate in LINE_STATES:
                 state.add_metric([server, line, candidate], 1.0 if record.state == candidate else 0.0)
-        yield from (sent, received, new, state, last)
+        yield from (sent, received, new, state, last, unanswered)
 
 
 def linear_ramp(*, start: float = 0.5, peak: float = 5.0, ramp_seconds: float = 180.0) -> TrafficProfile:
