@@ -123,6 +123,12 @@ class Sandbox:
     # --- objects ---------------------------------------------------------------------------
 
     def pool(self, name: str, **spec: Any) -> dict[str, Any]:
+        """A LinePool reading this sandbox's Prometheus every second.
+
+        Line health is off unless a test sets ``health``: the fleet's traffic arrives in one
+        scrape, which is a burst without replies, so health would rightly take those lines out.
+        """
+        spec.setdefault("health", {"enabled": False})
         body: dict[str, Any] = {
             "apiVersion": GROUP_VERSION, "kind": "LinePool",
             "metadata": {"name": name, "namespace": self.namespace},
