@@ -617,9 +617,9 @@ def test_keep_alive_keeps_given_values(kube: KubeApiServer, dry_run_namespace: s
     assert stored["spec"]["keepAlive"] == keep_alive
 
 
-def _keep_alive_causes(kube: KubeApiServer, namespace: str, fields: dict[str, Any]) -> list[tuple[str, str]]:
-    """The server's ``(field, message)`` refusals of a pool with these keepAlive fields; [] if accepted."""
-    error = _refusal(kube, namespace, _pool_with_keep_alive(fields))
+def _refusals(kube: KubeApiServer, namespace: str, pool: dict[str, Any]) -> list[tuple[str, str]]:
+    """The server's ``(field, message)`` refusals of this pool; [] if accepted."""
+    error = _refusal(kube, namespace, pool)
     if error is None:
         return []
     found = causes(error)
@@ -674,7 +674,7 @@ def _keep_alive_causes(kube: KubeApiServer, namespace: str, fields: dict[str, An
     ],
 )
 def test_keep_alive_rules(kube: KubeApiServer, dry_run_namespace: str, fields: dict[str, Any], ok: bool) -> None:
-    errors = _keep_alive_causes(kube, dry_run_namespace, fields)
+    errors = _refusals(kube, dry_run_namespace, _pool_with_keep_alive(fields))
     assert (errors == []) is ok, errors
     assert all(field.startswith("spec.keepAlive") for field, _ in errors), errors
 
@@ -695,7 +695,7 @@ def test_keep_alive_rules(kube: KubeApiServer, dry_run_namespace: str, fields: d
 )
 def test_keep_alive_errors_name_the_field(kube: KubeApiServer, dry_run_namespace: str, fields: dict[str, Any],
                                          where: str, message: str) -> None:
-    errors = _keep_alive_causes(kube, dry_run_namespace, fields)
+    errors = _refusals(kube, dry_run_namespace, _pool_with_keep_alive(fields))
     assert any(field == where and message in text for field, text in errors), errors
 
 
@@ -916,16 +916,6 @@ def test_health_keeps_given_values(kube: KubeApiServer, dry_run_namespace: str) 
     assert stored["spec"]["health"] == health
 
 
-def _health_causes(kube: KubeApiServer, namespace: str, fields: dict[str, Any]) -> list[tuple[str, str]]:
-    """The server's ``(field, message)`` refusals of a pool with these health fields; [] if accepted."""
-    error = _refusal(kube, namespace, _pool_with_health(fields))
-    if error is None:
-        return []
-    found = causes(error)
-    assert found, error
-    return found
-
-
 @pytest.mark.parametrize(
     ("fields", "ok"),
     [
@@ -991,7 +981,7 @@ def _health_causes(kube: KubeApiServer, namespace: str, fields: dict[str, Any]) 
     ],
 )
 def test_health_rules(kube: KubeApiServer, dry_run_namespace: str, fields: dict[str, Any], ok: bool) -> None:
-    errors = _health_causes(kube, dry_run_namespace, fields)
+    errors = _refusals(kube, dry_run_namespace, _pool_with_health(fields))
     assert (errors == []) is ok, errors
     assert all(field.startswith("spec.health") for field, _ in errors), errors
     if ok:
@@ -1019,7 +1009,7 @@ def test_health_rules(kube: KubeApiServer, dry_run_namespace: str, fields: dict[
 )
 def test_health_errors_name_the_field(kube: KubeApiServer, dry_run_namespace: str, fields: dict[str, Any],
                                       where: str, message: str) -> None:
-    errors = _health_causes(kube, dry_run_namespace, fields)
+    errors = _refusals(kube, dry_run_namespace, _pool_with_health(fields))
     assert any(field == where and message in text for field, text in errors), errors
 
 
