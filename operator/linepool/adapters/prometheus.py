@@ -222,16 +222,22 @@ def flag_figures_query(*, templates: QueryTemplates, server: str, spec: Health,
         # Increase since `age` before the flag; a part too short for two samples reads 0.
         return _or_zero(fill(template, age), fill(template, FLAG_HOUR))
 
+    def peak(window: timedelta) -> str:
+        # The most sent within `window` at any minute of the hour, and at the flag itself: the
+        # subquery's steps fall on whole minutes, so alone it would miss sends in the seconds
+        # between the last whole minute and the flag. `(a > b) or b` is the larger of the two.
+        moving = fill(templates.sent_in_window, window)
+        return f"(max_over_time(({moving})[{hour}:1m]) > ({moving})) or ({moving})"
+
     parts = [
-        _tag(f"max_over_time(({fill(templates.sent_in_window, spec.burst.within)})[{hour}:1m])", "burst_peak"),
+        _tag(peak(spec.burst.within), "burst_peak"),
         _tag(fill(templates.sent_in_window, FLAG_HOUR), "sent"),
         _tag(fill(templates.received_in_window, FLAG_HOUR), "received"),
         _tag(_over_cap(unanswered=fill(templates.unanswered_sends_in_window, FLAG_HOUR),
                        max_follow_ups=spec.follow_ups.max), "over_cap"),
         _tag(_or_zero(fill(templates.line_initiated_in_window, FLAG_HOUR), _line_initiated_presence(servers)),
              "line_initiated"),
-        _tag(f"max_over_time(({fill(templates.sent_in_window, timedelta(minutes=1))})[{hour}:1m])",
-             "peak_per_minute"),
+        _tag(peak(timedelta(minutes=1)), "peak_per_minute"),
     ]
     terms = []
     for start, end in quiet:
