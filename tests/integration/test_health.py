@@ -312,7 +312,8 @@ def test_each_pattern_takes_its_line_out_of_rotation_and_spares_the_control(
     assert line_status(box, server, control)["assignable"] is True
     wait_for(rotation_is(box, scenario.pool, [control]), what=f"{risky} out of rotation")
     assert box.status("messagingservers", server)["lineSummary"]["flagRisk"] == 1
-    expected = {"atRisk": 1, **{key: int(key == SUMMARY_KEYS[scenario.pattern]) for key in SUMMARY_KEYS.values()}}
+    expected = {"atRisk": 1, **{key: int(key == SUMMARY_KEYS[scenario.pattern]) for key in SUMMARY_KEYS.values()},
+                "unmeasured": []}
     wait_for(lambda: box.status("linepools", scenario.pool).get("health") == expected,
              what=f"status.health of {scenario.pool} to count the line; expected {expected}")
 

@@ -84,7 +84,7 @@ def test_a_bursting_line_leaves_rotation_and_its_neighbour_stays() -> None:
     server = next(s for s in decision.servers if s.name == "s-0")
     assert server.status["lineSummary"]["flagRisk"] == 1
     assert decision.pool_status["health"] == {"atRisk": 1, "burst": 1, "noExchange": 0, "followUps": 0,
-                                              "coldOutreach": 0, "offHours": 0}
+                                              "coldOutreach": 0, "offHours": 0, "unmeasured": []}
     # The next poll, same pattern: the same episode, no second event.
     again = pool.step(T0 + timedelta(seconds=60), {BURSTY: BURST})
     assert not events(again, Reason.LINE_AT_FLAG_RISK)
@@ -132,6 +132,9 @@ def test_a_pattern_without_its_metric_is_unmeasured_not_healthy() -> None:
     relay_without_labels = HealthSample(burst_sent=1, exchange_sent=1, exchange_received=1)
     decision = pool.step(T0, {BURSTY: relay_without_labels})
     assert decision.pool_status["health"]["unmeasured"] == ["ColdOutreach", "FollowUps"]
+    # Once the relay exports them, the list empties: written as [], since a merge patch keeps a key left out.
+    measured = pool.step(T0 + timedelta(seconds=30), {})
+    assert measured.pool_status["health"]["unmeasured"] == []
 
 
 def test_disabled_health_takes_nobody_out() -> None:

@@ -134,6 +134,6 @@ def pool_summary(*, lines: Sequence[Mapping[str, Any]], unmeasured: set[HealthPa
     summary: dict[str, Any] = {"atRisk": at_risk}
     for pattern, key in SUMMARY_KEYS.items():
         summary[key] = by_pattern.get(pattern.value, 0)
-    if unmeasured:
-        summary["unmeasured"] = sorted(pattern.value for pattern in unmeasured)
+    # Always written, empty too: status goes out as a merge patch, where a key left out is kept.
+    summary["unmeasured"] = sorted(pattern.value for pattern in unmeasured)
     return summary

@@ -7,7 +7,7 @@ what it returns (status patches, label flips, events, new servers).
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +62,7 @@ _TEXT: dict[LineState | LineRole, str] = {**{s: s.value for s in LineState}, **{
 _CARRIED_KEYS = ("lastKeepAliveTime", "keepAlive")
 # A line status without keep-alive fields has this many keys; more means there is something to carry.
 _PLAIN_LINE_KEYS = 7
+_FLAGGED = LineState.FLAGGED.value
 # Phases that mean the server's relay has been seen in Prometheus.
 _OBSERVED_PHASES = frozenset({ServerPhase.ACTIVE.value, ServerPhase.SATURATED.value})
 
@@ -679,6 +680,8 @@ class _HealthPass:
     frozen: bool
     hold: bool
     in_quiet_period: bool
+    # Figures already judged healthy in this pass, with their unmeasured patterns.
+    healthy: dict[HealthSample, frozenset[HealthPattern]] = field(default_factory=dict)
 
 
 def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
@@ -735,14 +738,30 @@ def _line_statuses(*, pool: PoolView, server: ServerView, spec: ServerSpec,
             for carried in _CARRIED_KEYS:
                 if carried in old:
                     entry[carried] = old[carried]
-        notices: list[Notice] = []
-        health.unmeasured.update(apply_line_health(
-            entry=entry, old=old, sample=health_samples.get(line.id) if health_samples is not None else None,
-            spec=health.spec, now=now, in_quiet_period=health.in_quiet_period, frozen=health.frozen,
-            flag=health.flags.get(key), notices=notices))
+        figures = health_samples.get(line.id) if health_samples is not None else None
+        # A line with nothing of health to carry (a plain status, not Flagged, no report owed)
+        # whose figures were already judged healthy this pass costs one lookup: most lines of a
+        # pool, at every poll, share their server's all-zero sample.
+        plain = len(old) <= _PLAIN_LINE_KEYS and old.get("state") != _FLAGGED and key not in health.flags
+        known = health.healthy.get(figures) if plain and figures is not None else None
+        unmeasured: Collection[HealthPattern]
+        if known is not None:
+            unmeasured = known
+        else:
+            notices: list[Notice] = []
+            unmeasured = apply_line_health(
+                entry=entry, old=old, sample=figures, spec=health.spec, now=now,
+                in_quiet_period=health.in_quiet_period, frozen=health.frozen, flag=health.flags.get(key),
+                notices=notices)
+            if notices:
+                events.extend(Event(server=server.name, type=n.type, reason=n.reason, message=n.message)
+                              for n in notices)
+            elif plain and figures is not None and "flagRisks" not in entry:
+                health.healthy[figures] = frozenset(unmeasured)
+        if unmeasured:
+            health.unmeasured.update(unmeasured)
         if health.hold and "flagRisks" in entry:
             entry["assignable"] = False  # a line at risk of a flag takes no new users
-        events.extend(Event(server=server.name, type=n.type, reason=n.reason, message=n.message) for n in notices)
         lines.append(entry)
     return lines
 

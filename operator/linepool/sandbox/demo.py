@@ -21,13 +21,23 @@ rotation, the pool crosses ``scaleUpAt`` and the operator adds ``support-2``, ``
 saturates too, and new users move to ``support-2``. Meanwhile the two Fallback lines, which
 carry no users by design and last had traffic 30 days ago, get a keep-alive: the operator
 plans a short exchange between them inside the pool's window, records it in status, sends it
-through each server's messaging API (a real HTTP stub here) and the partner line answers. A
-live view shows all of it, and a summary at the end says what happened and when.
+through each server's messaging API (a real HTTP stub here) and the partner line answers.
 
-Run it with ``python -m linepool.sandbox.demo [--duration SECONDS]``. Exit codes: 0 when
-a saturation, a scale-up and a keep-alive were seen, 1 when not (the summary says which is missing),
-2 when the demo could not run (port 19090 busy, Prometheus missing, the operator died),
-130 on Ctrl-C or SIGTERM. Everything it started is stopped in every case.
+Line health watches every line all along (``spec.health`` is on by default). The users' traffic
+is a healthy exchange: most messages get a reply, conversations are started by the users, and
+each line's pace stays under the burst limit the demo sets for its compressed day. Early on,
+one line of ``support-0`` drifts into a burst (a sudden blast of messages on top of its
+conversations): the operator marks it at risk of an Apple flag, and the line leaves the
+assignable lines while its server still takes users. Later Apple flags it (the fleet exports
+``imessage_line_state{state="flagged"}``), and the operator's forensics event (``LineFlagged``)
+names the burst as the cause and says to pace sends. A live view shows all of it, and a summary
+at the end says what happened and when.
+
+Run it with ``python -m linepool.sandbox.demo [--duration SECONDS]``. Exit codes: 0 when a
+saturation, a scale-up, a keep-alive, the drifting line's flag risk (out of rotation) and its
+forensics event were seen, and no healthy line was ever at risk of a flag; 1 when not (the
+summary says which is missing); 2 when the demo could not run (port 19090 busy, Prometheus
+missing, the operator died); 130 on Ctrl-C or SIGTERM. Everything it started is stopped in every case.
 """
 import argparse
 import collections
@@ -53,7 +63,7 @@ import yaml
 
 from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, OPERATOR_NAME, POOLS, SERVERS
 from linepool.sandbox.apiserver import ApiServerThread
-from linepool.sandbox.fleet import Fleet, RelayStub
+from linepool.sandbox.fleet import Fleet, LineState, RelayStub
 from linepool.sandbox.operator_process import OperatorProcess
 from linepool.sandbox.prometheus import PrometheusNotInstalled, PrometheusProcess, find_binary
 
@@ -80,19 +90,40 @@ SATURATED_REASON: Final = 'ServerSaturated'
 SCALED_UP_REASON: Final = 'ScaledUp'
 KEEP_ALIVE_REASON: Final = 'KeepAliveSent'
 ANSWERED_REASON: Final = 'KeepAliveReplied'
+FLAGGED_REASON: Final = 'LineFlagged'  # the forensics of a flag
+RECOVERED_REASON: Final = 'LineRecovered'
+PACE_ADVICE: Final = 'pace sends'  # what the forensics of a burst tell the team to change
 # The fallback lines last had traffic this long ago: past the pool's idleAfter (21d). The one on
 # support-1, which saturates later, has waited longest, so it starts the exchange.
 FALLBACK_IDLE_DAYS: Final[Mapping[str, int]] = {'support-0': 30, 'support-1': 35}
 # The demo's clock runs fast: the keep-alive window is open now and closes within about a minute,
 # and a partner line answers within seconds (a real pool answers after minutes).
 KEEP_ALIVE_WINDOW_MINUTES: Final = 5
-KEEP_ALIVE_LEAD: Final = timedelta(seconds=15)
+# The operator plans the exchange in its first pass, ~7s after the manifests are applied, and needs
+# ~8s of the window left for it and its answer (2s, spread up to fourfold); at 15s the window sometimes
+# closed first and the exchange went to the next day. Longer, it could come after support-1 saturates.
+KEEP_ALIVE_LEAD: Final = timedelta(seconds=25)
 OPERATOR_ARGS: Final = ('--keep-alive-answer-delay', '2s')
+# Line health, fitted to the demo's clock. The demo compresses a day into about two minutes: at peak
+# hour a healthy line sends up to ~380 messages a minute here (a real line sends that in a day), so
+# the default burst rule (60 messages in 10m) would take every line out of rotation and the pool would
+# scale up for want of lines, not for traffic. So the limit sits a fifth above that peak, over the
+# shortest window the API allows. The other rules keep their defaults: the users' traffic never trips
+# them (they answer most messages, write first, and get no follow-ups).
+BURST_LIMIT: Final = 450
+BURST_WITHIN: Final = '1m'
+# The quiet hours begin two hours from now: the demo's day is the present moment, as for the keep-alive
+# window. Run in the New York night, the default 22:00-08:00 would flag every line for sending at 3 am.
+QUIET_STARTS_IN: Final = timedelta(hours=2)
+QUIET_LASTS: Final = timedelta(hours=8)
 WEEKDAYS: Final = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
 
 WIDTH: Final = 100  # every line of the view fits in 100 columns
 BAR_WIDTH: Final = 20
 EVENTS_SHOWN: Final = 6
+EVENT_ROWS: Final = 7  # on a terminal, so that the story's view fits in 24 rows; a long message takes two
+EVENT_INDENT: Final = 10  # where a long event message goes on, on its next row
+HEALTH_ROWS: Final = 3  # lines shown at risk of a flag, or flagged
 RECENT_WINDOW: Final = 10.0  # seconds over which "new users per server" is counted
 
 EXIT_OK: Final = 0
@@ -142,16 +173,19 @@ class Profile:
 # and keep adding servers up to maxServers. Tuned (against a model of the operator, then live)
 # so that, counted from the first message, support-0 saturates at ~62s, support-2 is added at
 # ~63s, support-1 saturates at ~74s, and the pool ends near 60%, or 62% with --duration 150.
+# With the drifting line's burst (see DRIFT) on top and fewer users on support-0, support-0 saturates
+# at ~52s, support-2 comes at ~58s and support-1 saturates at ~67s, and the pool ends near 61%.
 ACTIVITY: Final = Profile(((0.0, 0.14), (35.0, 0.42), (64.0, 0.42), (76.0, 0.03)))
 # New users per second. Each one is a new conversation placed on the next assignable line; at
 # most ~20 land on one line, well under the pool's 50 new conversations per line per day.
 ARRIVALS: Final = Profile(((0.0, 0.5), (40.0, 0.8)))
 # Open conversations per line at the start, in each server's line order. support-0 is the
-# busier server, so the two saturate one after the other rather than together.
+# busier server, so the two saturate one after the other rather than together: its users are
+# fewer, but the burst of its second line (DRIFT) spends a good part of its quota.
 # The third line of each server is a Fallback line: it carries no users (the operator lists
 # Fallback lines as assignable only when no Primary line can take users).
 INITIAL_CONVERSATIONS: Final[Mapping[str, tuple[int, ...]]] = {
-    'support-0': (17, 17, 0),
+    'support-0': (7, 6, 0),
     'support-1': (13, 13, 0),
 }
 # Mean length of a conversation, in seconds (the demo's clock runs fast, like its quota). On a
@@ -189,6 +223,7 @@ class Traffic:
         self._reply_carry: dict[LineKey, float] = {}
         self._arrival_carry = 0.0
         self._last_placed: str | None = None
+        self._halted: set[LineKey] = set()
         self.sent = 0
         self.new_users: collections.Counter[str] = collections.Counter()
 
@@ -196,6 +231,11 @@ class Traffic:
         """Start carrying a server's lines, with ``conversations`` open on each (default: none)."""
         for index, line in enumerate(lines):
             self._conversations.setdefault((server, line), conversations[index] if index < len(conversations) else 0)
+
+    def halt(self, *, server: str, line: str) -> None:
+        """A line can send no more (Apple flagged it): its conversations end, and no user is placed on it."""
+        self._conversations[(server, line)] = 0.0
+        self._halted.add((server, line))
 
     def rate(self, *, elapsed: float) -> float:
         """Messages per second right now, over all lines (new users included)."""
@@ -215,6 +255,7 @@ class Traffic:
             self._conversations[key] = open_conversations * ending
         self._arrival_carry += self._arrivals(elapsed) * seconds
         placed: Counter = collections.Counter()
+        assignable = [key for key in assignable if key not in self._halted]
         while self._arrival_carry >= 1 and assignable:
             self._arrival_carry -= 1
             server, line = self._next_line(assignable)
@@ -251,6 +292,103 @@ class Traffic:
         return chosen
 
 
+class DriftSink(Protocol):
+    """What the drifting line writes to: the :class:`Fleet`, or a fake in a test."""
+
+    def send(self, server: str, line: str, n: int = 1) -> None: ...
+    def receive(self, server: str, line: str, n: int = 1) -> None: ...
+    def set_line_state(self, server: str, line: str, state: LineState) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DriftPlan:
+    """One line drifts into a burst, and Apple flags it later. Times in seconds of traffic."""
+
+    server: str
+    line: str
+    start: float  # the burst starts then at the earliest (see Drift for why it may wait)
+    seconds: float  # how long it lasts
+    messages: int  # sent on top of the line's conversations
+    reply_ratio: float  # a blast gets fewer answers than a conversation
+    flag_at: float  # Apple flags the line then at the earliest
+
+
+# The second Primary line of support-0 drifts early on, while its server still takes users, so that
+# it leaves the assignable lines on its own. Its 450 extra messages in 8 seconds, on top of its
+# conversations, pass BURST_LIMIT within seconds: its minute reaches 540-600 messages (the forensics
+# read 525-603 in four runs), where the busiest healthy line peaks near 380. A quarter of them are
+# answered, so the burst is the only pattern it shows (no exchange would need fewer than 20%).
+DRIFT: Final = DriftPlan(server='support-0', line='+14155550101', start=14.0, seconds=8.0, messages=450,
+                         reply_ratio=0.25, flag_at=78.0)
+# Seconds the burst keeps from either end of its wall-clock minute, and the flag from the end.
+MINUTE_MARGIN: Final = 3.0
+
+
+class Drift:
+    """
+    Plays a :class:`DriftPlan` against the fleet, one :meth:`tick` at a time.
+
+    The burst is kept within one minute of the wall clock, and the flag comes after that minute
+    ended. The operator's forensics read the hour before a flag as sends per ``burst.within`` at
+    whole minutes (a subquery's steps fall on multiples of its 1m step), so with the demo's 1m
+    window a burst that straddled a whole minute would read as two halves, each under the limit.
+    A real pool's 10m window loses at most a tenth that way. So the burst waits for the next minute
+    when the current one has no room left for it (at most ``seconds`` and two margins), and keeps a
+    margin from both ends of its minute: Prometheus scrapes every second.
+    """
+
+    def __init__(self, *, plan: DriftPlan, sink: DriftSink, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.plan = plan
+        self._sink = sink
+        self._clock = clock
+        self.begins: float | None = None  # wall-clock seconds
+        self._flag_wall: float | None = None
+        self._sent = 0
+        self._replied = 0
+        self.started_at: float | None = None  # seconds of traffic, for the timeline
+        self.flagged_at: float | None = None
+
+    @property
+    def key(self) -> LineKey:
+        return self.plan.server, self.plan.line
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def tick(self, *, elapsed: float, seconds: float) -> None:
+        """Send what is due by the end of this tick of ``seconds``, and flag the line when it is time."""
+        plan, wall = self.plan, self._clock()
+        if self.begins is None:
+            if elapsed < plan.start:
+                return
+            into = wall % 60.0
+            if into < MINUTE_MARGIN:
+                self.begins = wall - into + MINUTE_MARGIN
+            elif 60.0 - into >= plan.seconds + MINUTE_MARGIN:
+                self.begins = wall
+            else:
+                self.begins = wall - into + 60.0 + MINUTE_MARGIN
+            minute_ends = (self.begins // 60.0 + 1) * 60.0
+            self._flag_wall = max(wall + plan.flag_at - elapsed, minute_ends + MINUTE_MARGIN)
+        if self._sent < plan.messages and wall >= self.begins:
+            if self.started_at is None:
+                self.started_at = elapsed
+            due = min(plan.messages, math.floor(plan.messages * (wall + seconds - self.begins) / plan.seconds))
+            if due > self._sent:
+                self._sink.send(plan.server, plan.line, due - self._sent)
+                self._sent = due
+                replies = math.floor(self._sent * plan.reply_ratio)
+                if replies > self._replied:
+                    self._sink.receive(plan.server, plan.line, replies - self._replied)
+                    self._replied = replies
+        if self.flagged_at is None and self._flag_wall is not None and self._sent >= plan.messages \
+                and wall >= self._flag_wall:
+            self._sink.set_line_state(plan.server, plan.line, 'flagged')
+            self.flagged_at = elapsed
+
+
 # ------------------------------------------------------------------------------------------------
 # Reading the cluster.
 
@@ -265,6 +403,26 @@ class ServerRow:
     created: datetime | None
     saturated_since: datetime | None  # the pass that took it out of rotation, from its conditions
     keep_alives: tuple['KeepAliveRow', ...] = ()
+    health: tuple['LineHealthRow', ...] = ()  # lines at risk of a flag, or flagged
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlagRiskRow:
+    """One risk of an Apple flag of a line (``status.lines[].flagRisks[]``)."""
+
+    pattern: str
+    message: str
+    since: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LineHealthRow:
+    """A line's health, as its server's status records it: its risks of a flag, and its last flag."""
+
+    line: str
+    state: str
+    risks: tuple[FlagRiskRow, ...]
+    last_flag: Mapping[str, Any] | None  # ``status.lines[].lastFlag``: time, cause, message, evidence
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -331,6 +489,19 @@ def server_row(body: Mapping[str, Any]) -> ServerRow:
             KeepAliveRow(line=str(line.get('id')), to=str(record.get('to')), phase=str(record.get('phase')),
                          planned=str(record.get('plannedTime') or ''))
             for line in status.get('lines') or [] if isinstance(record := line.get('keepAlive'), dict)),
+        health=tuple(line_health(line) for line in status.get('lines') or []
+                     if line.get('flagRisks') or line.get('lastFlag') or line.get('state') == 'Flagged'),
+    )
+
+
+def line_health(line: Mapping[str, Any]) -> LineHealthRow:
+    """A line of a server's ``status.lines`` as the health part of the view reads it."""
+    return LineHealthRow(
+        line=str(line.get('id')), state=str(line.get('state') or ''),
+        risks=tuple(FlagRiskRow(pattern=str(risk.get('pattern')), message=str(risk.get('message') or ''),
+                                since=_parse_time(risk['since']) if risk.get('since') else None)
+                    for risk in line.get('flagRisks') or [] if isinstance(risk, dict)),
+        last_flag=dict(line['lastFlag']) if isinstance(line.get('lastFlag'), dict) else None,
     )
 
 
@@ -384,6 +555,14 @@ class Timeline:
     users_after_scale_up: Counter = dataclasses.field(default_factory=collections.Counter)
     events: dict[tuple[datetime, str, str], EventRow] = dataclasses.field(default_factory=dict)
     pool_utilization: float | None = None
+    # Line health: the line of `drift` drifts into a burst; every other line must stay healthy.
+    drift: DriftPlan | None = None
+    drifted: float | None = None  # when its burst began
+    burst_sent: int = 0  # messages of the burst, on top of the users'
+    apple_flagged: float | None = None  # when the fleet turned it flagged
+    flag_risks: dict[LineKey, tuple[float, str]] = dataclasses.field(default_factory=dict)  # the first of each line
+    # When the drifting line was first seen at risk of a burst and out of assignableLines, its server not; why.
+    left_rotation: tuple[float, str] | None = None
 
     def observe(self, *, snapshot: Snapshot, elapsed: float) -> None:
         for server in snapshot.servers:
@@ -398,9 +577,40 @@ class Timeline:
                 _earliest(self.added, server.name, self.since_start(server.created) if server.created else elapsed)
         for event in snapshot.events:
             self.events.setdefault((event.at, event.reason, event.obj), event)
+        self._observe_health(snapshot=snapshot, elapsed=elapsed)
         utilization = snapshot.status.get('utilization')
         if isinstance(utilization, int | float):
             self.pool_utilization = float(utilization)
+
+    def _observe_health(self, *, snapshot: Snapshot, elapsed: float) -> None:
+        assignable = set(snapshot.assignable_lines)
+        for server in snapshot.servers:
+            for row in server.health:
+                key = (server.name, row.line)
+                for risk in row.risks:
+                    at = self.since_start(risk.since) if risk.since else elapsed
+                    self.flag_risks.setdefault(key, (at, f"{risk.pattern}: {risk.message}"))
+                    # The story is the line leaving rotation for its burst while its server still
+                    # takes users; a saturated server would have taken it out anyway.
+                    if key == self.watched and risk.pattern == 'Burst' and row.line not in assignable \
+                            and server.assignable and self.left_rotation is None:
+                        self.left_rotation = (at, f"{risk.pattern}: {risk.message}")
+
+    @property
+    def watched(self) -> LineKey | None:
+        return (self.drift.server, self.drift.line) if self.drift is not None else None
+
+    def forensics(self) -> list[EventRow]:
+        """The operator's reports of the watched line's flag that say what to change."""
+        if self.watched is None:
+            return []
+        server, line = self.watched
+        return [event for event in self.events.values() if event.reason == FLAGGED_REASON and event.obj == server
+                and line in event.message and PACE_ADVICE in event.message]
+
+    def healthy_at_risk(self) -> list[LineKey]:
+        """Lines other than the drifting one that were ever at risk of a flag: the demo's limits misfit."""
+        return sorted(key for key in self.flag_risks if key != self.watched)
 
     def placed(self, *, placed: Counter, elapsed: float) -> None:
         for server, count in placed.items():
@@ -423,6 +633,23 @@ class Timeline:
                     for name in self.added if name in self.first_new_user]
         moments += [(self.since_start(event.at), 3, f"{event.reason} on {event.obj}: {event.message.split(' (')[0]}")
                     for event in self.events.values() if event.reason in (KEEP_ALIVE_REASON, ANSWERED_REASON)]
+        if self.drift is not None:
+            server, line = self.drift.server, self.drift.line
+            if self.drifted is not None:
+                moments.append((self.drifted, 4, f"{short_line(line)} on {server} drifts into a burst "
+                                                 f"({self.drift.messages} messages in {self.drift.seconds:.0f}s on top "
+                                                 "of its conversations)"))
+            if self.left_rotation is not None:
+                at, why = self.left_rotation
+                moments.append((at, 5, f"{short_line(line)} at risk of a flag ({why}): out of "
+                                       f"status.assignableLines while {server} still takes users"))
+            if self.apple_flagged is not None:
+                moments.append((self.apple_flagged, 6, f"Apple flags {short_line(line)} "
+                                                       '(imessage_line_state{state="flagged"} is 1)'))
+        moments += [(self.since_start(event.at), 7, f"{event.reason} on {event.obj}: {event.message}")
+                    for event in self.events.values() if event.reason in (FLAGGED_REASON, RECOVERED_REASON)]
+        moments += [(at, 8, f"{short_line(line)} on {server} at risk of a flag ({what}), and it should not be")
+                    for (server, line), (at, what) in self.flag_risks.items() if (server, line) != self.watched]
         return [(at, what) for at, _, what in sorted(moments, key=lambda m: (round(m[0]), m[1]))]
 
 
@@ -507,13 +734,50 @@ def render(
         fit(f"new users go to (status.assignableLines, in order): {shown or '(none: every line is full)'}"),
         fit(f"recommendation: {recommendation.get('action', '-')} — {recommendation.get('reason', 'not yet decided')}"),
         fit(describe_keep_alive(snapshot=snapshot)),
+        *describe_health(snapshot=snapshot, timeline=timeline),
         '',
     ]
     if events or not compact:
-        # In a log, events are printed once, as they come; nothing new means nothing to print.
-        lines.append(f"events (latest {EVENTS_SHOWN}):" if not compact else 'new events:')
-        lines += [format_event(event=event, timeline=timeline) for event in events] or ['  (none yet)']
+        # In a log, events are printed once, as they come, and in full; nothing new means nothing to print.
+        lines.append("events (latest):" if not compact else 'new events:')
+        rows = [format_event(event=event, timeline=timeline, rows=None if compact else 2) for event in events]
+        if not compact:
+            kept: list[list[str]] = []
+            budget = EVENT_ROWS
+            for event_rows in reversed(rows):
+                if len(event_rows) > budget:
+                    break
+                kept.insert(0, event_rows)
+                budget -= len(event_rows)
+            rows = kept
+        lines += [row for event_rows in rows for row in event_rows] or ['  (none yet)']
     return [line for line in lines if line] if compact else lines
+
+
+def describe_health(*, snapshot: Snapshot, timeline: Timeline) -> list[str]:
+    """The pool's line health: its burst limit, how many lines are at risk of a flag, and which they are."""
+    burst = ((snapshot.pool.get('spec') or {}).get('health') or {}).get('burst') or {}
+    summary = snapshot.status.get('health') or {}
+    assignable = set(snapshot.assignable_lines)
+    rows: list[str] = []
+    for server in snapshot.servers:
+        for row in server.health:
+            line = short_line(row.line)
+            for risk in row.risks:
+                since = f"{timeline.since_start(risk.since):+.0f}s" if risk.since else '?'
+                where = 'still assignable' if row.line in assignable else 'out of rotation'
+                rows.append(fit(f"  {line} at risk of a flag since {since} · {risk.pattern}: {risk.message} · {where}"))
+            last = row.last_flag
+            if last:
+                at = f"{timeline.since_start(_parse_time(last['time'])):+.0f}s" if last.get('time') else '?'
+                state = 'Flagged' if row.state == 'Flagged' else f"{row.state} again, flagged"
+                rows.append(fit(f"  {line} {state} at {at} · {last.get('message', '')}"))
+    if len(rows) > HEALTH_ROWS:
+        rows[HEALTH_ROWS - 1:] = [f"  … and {len(rows) - HEALTH_ROWS + 1} more"]
+    head = (f"line health · burst limit {burst.get('messages', 60)} in {burst.get('within', '10m')}"
+            f" · lines at risk of an Apple flag: {summary.get('atRisk', '-')}"
+            f" · unmeasured: {', '.join(summary.get('unmeasured') or []) or 'none'}")
+    return [fit(head), *rows]
 
 
 def describe_keep_alive(*, snapshot: Snapshot) -> str:
@@ -544,8 +808,14 @@ def describe_traffic(*, rate: float, elapsed: float, activity: Profile = ACTIVIT
     return f"traffic {rate:4.1f} msg/s ({mood})"
 
 
-def format_event(*, event: EventRow, timeline: Timeline) -> str:
-    return fit(f"  {timeline.since_start(event.at):+6.1f}s {event.reason:<16} {event.obj:<10} {event.message}")
+def format_event(*, event: EventRow, timeline: Timeline, rows: int | None = None) -> list[str]:
+    """An event as rows of the view: a long message goes on below (at most ``rows`` rows, the last cut)."""
+    head = f"  {timeline.since_start(event.at):+6.1f}s {event.reason:<16} {event.obj:<10} "
+    wrapped = textwrap.wrap(event.message, width=WIDTH, initial_indent=head,
+                            subsequent_indent=' ' * EVENT_INDENT) or [head.rstrip()]
+    if rows is not None and len(wrapped) > rows:
+        wrapped = [*wrapped[:rows - 1], fit(wrapped[rows - 1] + ' …')]
+    return wrapped
 
 
 class Screen:
@@ -664,6 +934,7 @@ class Rig:
     prometheus: PrometheusProcess
     operator: OperatorProcess
     traffic: Traffic
+    drift: Drift
     relays: dict[str, RelayStub] = dataclasses.field(default_factory=dict)
     pending: dict[str, int] = dataclasses.field(default_factory=dict)  # exported, not yet scraped
 
@@ -733,7 +1004,8 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
                                extra_args=list(OPERATOR_ARGS))
     stack.callback(_quietly, operator.stop, what='the operator')
     operator.start()
-    rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic, relays=relays)
+    rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic,
+              drift=Drift(plan=DRIFT, sink=fleet), relays=relays)
 
     def budget() -> float:
         return max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic()))
@@ -769,7 +1041,8 @@ def start_relays(*, stack: contextlib.ExitStack, manifests: Sequence[Mapping[str
 
 def demo_manifests(*, manifests: Sequence[Mapping[str, Any]], relays: Mapping[str, RelayStub],
                    now: datetime) -> list[dict[str, Any]]:
-    """The example manifests as the demo applies them: servers at their stubs, a window open now."""
+    """The example manifests as the demo applies them: servers at their stubs, a window open now, line
+    health fitted to the demo's clock (see BURST_LIMIT and QUIET_STARTS_IN)."""
     out: list[dict[str, Any]] = []
     for manifest in manifests:
         body = copy.deepcopy(dict(manifest))
@@ -783,12 +1056,18 @@ def demo_manifests(*, manifests: Sequence[Mapping[str, Any]], relays: Mapping[st
             # exchange lands early in the run, before the rush saturates the servers (the quota guard
             # would then hold it). It never wraps past midnight: late at night it is a little earlier.
             local = now.astimezone(zone)
-            end = (local + KEEP_ALIVE_LEAD + timedelta(seconds=59)).replace(second=0, microsecond=0)
+            end = (local + KEEP_ALIVE_LEAD + timedelta(seconds=59, microseconds=999_999)).replace(
+                second=0, microsecond=0)
             end = min(end, local.replace(hour=23, minute=59, second=0, microsecond=0))
             start = end - timedelta(minutes=KEEP_ALIVE_WINDOW_MINUTES)
             keep_alive = spec.setdefault('keepAlive', {})
             keep_alive['window'] = {**(keep_alive.get('window') or {}), 'start': start.strftime('%H:%M'),
                                     'end': end.strftime('%H:%M'), 'days': list(WEEKDAYS)}
+            health = spec.setdefault('health', {})
+            health['burst'] = {**(health.get('burst') or {}), 'messages': BURST_LIMIT, 'within': BURST_WITHIN}
+            off_hours = health.setdefault('offHours', {})
+            off_hours['quiet'] = {'start': (local + QUIET_STARTS_IN).strftime('%H:%M'),
+                                  'end': (local + QUIET_STARTS_IN + QUIET_LASTS).strftime('%H:%M')}
         out.append(body)
     return out
 
@@ -825,6 +1104,14 @@ def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadl
         placed = rig.traffic.tick(elapsed=now - traffic_started, seconds=TICK,
                                   assignable=rig.assignable(snapshot=snapshot))
         timeline.placed(placed=placed, elapsed=now - started)
+        rig.drift.tick(elapsed=now - traffic_started, seconds=TICK)
+        timeline.burst_sent = rig.drift.sent
+        if rig.drift.started_at is not None and timeline.drifted is None:
+            timeline.drifted = now - started
+        if rig.drift.flagged_at is not None and timeline.apple_flagged is None:
+            timeline.apple_flagged = now - started
+            server, line = rig.drift.key
+            rig.traffic.halt(server=server, line=line)  # a flagged line sends nothing
         recent.append((now, placed))
         while recent and recent[0][0] < now - RECENT_WINDOW:
             recent.popleft()
@@ -847,17 +1134,21 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, wo
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
     reasons = timeline.reasons()
     lines = [f"Summary after {elapsed:.0f}s:"]
-    lines += [fit(f"  {at:+4.0f}s  {what}") for at, what in timeline.milestones()] or ["  nothing happened yet"]
+    lines += [row for at, what in timeline.milestones()
+              for row in textwrap.wrap(f"{at:+4.0f}s  {what}", width=WIDTH, initial_indent='  ',
+                                       subsequent_indent=' ' * 9)] or ["  nothing happened yet"]
     if traffic is not None:
         users = ', '.join(f"{name} {count}" for name, count in sorted(traffic.new_users.items())) or 'none'
-        lines.append(f"  new users placed: {users}; messages sent: {traffic.sent}")
+        burst = f" (and {timeline.burst_sent} in the burst)" if timeline.burst_sent else ''
+        lines.append(f"  new users placed: {users}; messages sent: {traffic.sent}{burst}")
     if timeline.users_after_scale_up:
         after = ', '.join(f"{name} {count}" for name, count in sorted(timeline.users_after_scale_up.items()))
         lines.append(f"  new users since the first scale-up: {after}")
     if timeline.pool_utilization is not None:
         lines.append(f"  pool utilization at the end: {percent(timeline.pool_utilization).strip()}")
-    lines.append("  events seen: " + (', '.join(f"{reason} ×{count}" for reason, count in sorted(reasons.items()))
-                                      or 'none'))
+    # A no-break space keeps each count with its reason when the list wraps.
+    seen = ', '.join(f"{reason}\u00a0×{count}" for reason, count in sorted(reasons.items())) or 'none'
+    lines += textwrap.wrap(f"events seen: {seen}", width=WIDTH, initial_indent='  ', subsequent_indent=' ' * 4)
     lines.append(f"  logs: {_relative(workdir / 'operator.log')} (the operator), "
                  f"{_relative(workdir / 'prometheus' / 'prometheus.log')}")
     missing = []
@@ -871,6 +1162,18 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, wo
                              f"\"{message.get('text')}\""))
     if not reasons[KEEP_ALIVE_REASON]:
         missing.append("no keep-alive went out to the idle fallback lines (no KeepAliveSent)")
+    if timeline.drift is not None:
+        line = short_line(timeline.drift.line)
+        if timeline.left_rotation is None:
+            missing.append(f"{line} was not seen at risk of a flag for its burst and out of the assignable lines "
+                           f"while {timeline.drift.server} took users")
+        if not timeline.forensics():
+            missing.append(f"no forensics for the flag of {line} (no {FLAGGED_REASON} event saying "
+                           f"\"{PACE_ADVICE}\")")
+    if healthy := timeline.healthy_at_risk():
+        missing.append("lines with healthy traffic were at risk of a flag, so the demo's health limits misfit its "
+                       "traffic: " + ', '.join(f"{short_line(line)} ({timeline.flag_risks[(server, line)][1]})"
+                                               for server, line in healthy))
     return lines, missing
 
 
@@ -887,7 +1190,7 @@ def run_demo(*, duration: float, out: TextIO, workdir: pathlib.Path = WORKDIR) -
         screen.error(f"The demo cannot run: {error}")
         return EXIT_CANNOT_START
 
-    timeline = Timeline(started=datetime.now(tz=UTC))
+    timeline = Timeline(started=datetime.now(tz=UTC), drift=DRIFT)
     rig: Rig | None = None
     code: int | None = None
     try:
@@ -937,7 +1240,9 @@ def conclude(*, screen: Screen, timeline: Timeline, traffic: Traffic | None, ela
     screen.say('\n' + textwrap.fill(
         f"OK: {', '.join(sorted(timeline.saturated, key=_ordinal_key))} saturated, the operator added "
         f"{', '.join(added) or 'a server'}, and {moved} new users went to {'it' if len(added) < 2 else 'them'}; "
-        f"the idle fallback lines got a keep-alive exchange.",
+        f"the idle fallback lines got a keep-alive exchange; "
+        f"{short_line(timeline.drift.line) if timeline.drift else 'a line'} drifted into a burst and left rotation, "
+        f"and its flag was explained (\"{PACE_ADVICE}\").",
         width=WIDTH))
     return EXIT_OK
 
