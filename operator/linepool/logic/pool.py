@@ -60,7 +60,8 @@ VOLATILE_KEYS = frozenset({"messagesInWindow", "newConversationsInWindow"})
 _TEXT: dict[LineState | LineRole, str] = {**{s: s.value for s in LineState}, **{r: r.value for r in LineRole}}
 # Keep-alive fields a line's status keeps from pass to pass (nextKeepAliveTime is recomputed).
 _CARRIED_KEYS = ("lastKeepAliveTime", "keepAlive")
-# A line status without keep-alive fields has this many keys; more means there is something to carry.
+# A line status without keep-alive or health fields has this many keys; more means there is
+# something to carry (keep-alive records) or to look at (flag risks, the last flag).
 _PLAIN_LINE_KEYS = 7
 _FLAGGED = LineState.FLAGGED.value
 # Phases that mean the server's relay has been seen in Prometheus.
