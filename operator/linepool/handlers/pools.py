@@ -218,19 +218,20 @@ async def _flag_forensics(*, pool: PoolView, servers: list[dict[str, Any]], obse
             # Same flagged spell as last pass, already reported: nothing to ask Prometheus.
             if old.get("state") == LineState.FLAGGED.value and not needs_report(old=old, flagged_at=None):
                 continue
+            queries = telemetry.PROMETHEUS_QUERIES.labels(pool.namespace, pool.name)
             try:
+                queries.inc()
                 flagged_at = await prometheus.flag_time(base_url=spec.metrics.prometheus_url, server=name,
                                                         line=line, at=now) or now
                 if not needs_report(old=old, flagged_at=flagged_at):
                     continue
+                queries.inc()
                 figures = await prometheus.flag_figures(
                     base_url=spec.metrics.prometheus_url, server=name, line=line, spec=spec.health,
                     flag_time=flagged_at, templates=spec.metrics.queries, timezone=spec.quotas.timezone)
             except PrometheusError as error:
                 logger.warning("Cannot measure the hour before the flag of %s on %s: %s", line, name, error)
                 continue
-            finally:
-                telemetry.PROMETHEUS_QUERIES.labels(pool.namespace, pool.name).inc()
             found[(name, line)] = FlagEvidence(time=flagged_at, figures=figures,
                                                report=explain_flag(figures=figures, spec=spec.health))
     return found
