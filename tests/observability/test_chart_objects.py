@@ -128,6 +128,38 @@ def test_service_monitor_values(helm: Helm, tmp_path: pathlib.Path) -> None:
     assert endpoint["relabelings"] == relabel and endpoint["metricRelabelings"] == drop
 
 
+def test_the_placement_service_gets_its_own_service_monitor(helm: Helm, tmp_path: pathlib.Path) -> None:
+    relabel = [{"action": "replace", "targetLabel": "cluster", "replacement": "eu-1"}]
+    docs = render(helm, values={"placement": {"enabled": True}, "serviceMonitor": {
+        "enabled": True, "labels": {"release": "kube-prometheus-stack"}, "relabelings": relabel}}, tmp=tmp_path)
+    monitors = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ServiceMonitor"}
+    assert set(monitors) == {FULLNAME, f"{FULLNAME}-placement"}
+    monitor = monitors[f"{FULLNAME}-placement"]
+    [service] = [doc for doc in docs if doc["kind"] == "Service" and doc["metadata"]["name"] == f"{FULLNAME}-placement"]
+    operator_service = next(doc for doc in docs if doc["kind"] == "Service" and doc["metadata"]["name"] == FULLNAME)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert not selector.items() <= operator_service["metadata"]["labels"].items(), "scrapes the placement Service only"
+    assert not monitors[FULLNAME]["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/component"] == "placement"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http" == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    # linepool_placements_total's `namespace` is the pool's, as for the operator's series.
+    assert endpoint["honorLabels"] is True
+    assert endpoint["relabelings"] == relabel
+
+
+def test_the_placement_service_monitor_needs_the_crd_and_the_toggle(helm: Helm, tmp_path: pathlib.Path) -> None:
+    without_crd = render(helm, values={"placement": {"enabled": True}, "serviceMonitor": {"enabled": True}},
+                         api_versions=(), tmp=tmp_path)
+    assert "ServiceMonitor" not in kinds(without_crd)
+    without_toggle = render(helm, values={"placement": {"enabled": True}}, tmp=tmp_path)
+    assert "ServiceMonitor" not in kinds(without_toggle)
+
+
 # --- PrometheusRule ----------------------------------------------------------------------------------
 
 def test_the_prometheus_rule_carries_the_rule_file_untemplated(all_on: list[dict[str, Any]]) -> None:
@@ -136,6 +168,8 @@ def test_the_prometheus_rule_carries_the_rule_file_untemplated(all_on: list[dict
     assert rule["metadata"]["name"] == FULLNAME and rule["metadata"]["namespace"] == NAMESPACE
     assert rule["metadata"]["labels"]["app.kubernetes.io/name"] == "linepool-operator"
     assert rule["spec"] == rules()
+    # The placement service's alerts come with the operator's (they stay silent without it).
+    assert "linepool-placement" in [g["name"] for g in rule["spec"]["groups"]]
     # Helm left Prometheus's own templates alone.
     summaries = [r["annotations"]["summary"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert any("{{ $labels.pool }}" in summary for summary in summaries)

@@ -10,13 +10,19 @@ typo in a query, fails here.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
+from linepool.cli import build_parser
 from linepool.sandbox.kubeapi import KubeApiServer
 from linepool.sandbox.operator_process import OperatorProcess
 from linepool.sandbox.prometheus import PrometheusNotInstalled, find_binary, free_port
@@ -96,8 +102,9 @@ def test_the_dashboard_queries_only_exported_metrics(scrape: str) -> None:
 
 
 def test_the_alerts_query_only_exported_metrics(scrape: str) -> None:
+    """The operator's alerts; the placement service's are checked against its own scrape below."""
     exported = exported_names(scrape)
-    for alert, expr in rule_expressions().items():
+    for alert, expr in rule_expressions(placement=False).items():
         names = metric_names(expr)
         assert names and all(name.startswith("linepool_") for name in names), (alert, sorted(names))
         assert names <= exported, f"{alert} queries {sorted(names - exported)}, which the operator does not export"
@@ -113,3 +120,67 @@ def test_promtool_finds_nothing_to_lint_in_the_scrape(scrape: str) -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=scrape, capture_output=True, text=True,
                             timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the placement service (`linepool serve`) ---------------------------------------------------
+
+PLACEMENT_METRICS = ("linepool_placements_total", "linepool_placement_request_duration_seconds_bucket",
+                     "linepool_placement_budget_remaining", "linepool_placement_store_errors_total")
+
+
+def _has_serve() -> bool:
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    return "serve" in commands.choices  # type: ignore[operator]
+
+
+@pytest.fixture(scope="module")
+def serve_scrape(kube: KubeApiServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``linepool serve`` with the flags the chart passes, on SQLite, and its /metrics page."""
+    if not _has_serve():
+        pytest.skip("`linepool serve` is not in this tree yet")
+    workdir: pathlib.Path = tmp_path_factory.mktemp("live-placement-metrics")
+    namespace = new_namespace(kube, "observability-placement")
+    kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig", namespace=namespace)
+    port = free_port()
+    command = [sys.executable, "-m", "linepool", "serve", f"--listen=127.0.0.1:{port}",
+               f"--database=sqlite:///{workdir / 'placements.db'}", "--public-url=http://links.example.com",
+               f"--namespace={namespace}", "--log-format=json"]
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NO_PROXY": "127.0.0.1,localhost",
+           "no_proxy": "127.0.0.1,localhost"}
+    log_path = workdir / "serve.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    page = str(response.read().decode())
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"`linepool serve` served no /metrics; log:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.2)
+        yield page
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def test_the_placement_alerts_query_only_metrics_the_service_exports(serve_scrape: str) -> None:
+    exported = exported_names(serve_scrape)
+    assert set(PLACEMENT_METRICS) <= exported, sorted(set(PLACEMENT_METRICS) - exported)
+    for alert, expr in rule_expressions(placement=True).items():
+        names = metric_names(expr)
+        assert names and names <= exported, f"{alert} queries {sorted(names - exported)}, which `linepool serve` lacks"
+
+
+def test_the_service_does_not_pose_as_the_operator(serve_scrape: str) -> None:
+    """LinePoolOperatorAbsent and LinePoolOperatorNotReconciling count linepool_build_info: a placement
+    service exporting it would keep them quiet while every operator replica is down."""
+    assert "linepool_build_info" not in exported_names(serve_scrape)

@@ -13,7 +13,16 @@ import pytest
 import yaml
 
 from linepool.sandbox.prometheus import PrometheusNotInstalled, find_binary
-from tests.observability.promql import ALERT_TESTS_FILE, REPO, RULES_FILE, alerting_rules, rules
+from tests.observability.promql import (
+    ALERT_TESTS_FILE,
+    PLACEMENT_GROUP,
+    REPO,
+    RULES_FILE,
+    alerting_rules,
+    metric_names,
+    rule_expressions,
+    rules,
+)
 
 SEVERITIES = {"warning", "critical"}
 
@@ -92,3 +101,28 @@ def test_the_rule_file_is_a_plain_prometheus_rule_file() -> None:
     assert list(data) == ["groups"]
     text = RULES_FILE.read_text(encoding="utf-8")
     assert "{{ ." not in text and "{{- " not in text and ".Values" not in text
+
+
+PLACEMENT_METRICS = {"linepool_placements_total", "linepool_placement_request_duration_seconds_bucket",
+                     "linepool_placement_request_duration_seconds_count",
+                     "linepool_placement_request_duration_seconds_sum", "linepool_placement_budget_remaining",
+                     "linepool_placement_store_errors_total"}
+
+
+def test_placement_alerts_are_apart_from_the_operators() -> None:
+    """The placement group queries only the placement service's metrics, and the operator's groups none
+    of them: each side is checked against its own process's scrape (test_live_metrics.py)."""
+    placement = rule_expressions(placement=True)
+    assert set(placement) == {"LinePoolPlacementsRefused", "LinePoolPlacementStoreErrors"}
+    assert [g["name"] for g in rules()["groups"]].count(PLACEMENT_GROUP) == 1
+    for alert, expr in placement.items():
+        assert metric_names(expr) <= PLACEMENT_METRICS, (alert, metric_names(expr))
+    for alert, expr in rule_expressions(placement=False).items():
+        assert not metric_names(expr) & PLACEMENT_METRICS, alert
+        assert not any(name.startswith(("linepool_placement_", "linepool_placements_")) for name in metric_names(expr))
+
+
+def test_placement_refusals_count_only_full_pools() -> None:
+    """503 MetricsUnavailable and 4xx rejections are not "pool full": the alert selects that outcome only."""
+    expr = rule_expressions(placement=True)["LinePoolPlacementsRefused"]
+    assert 'outcome="pool_full"' in expr and "by (namespace, pool)" in expr

@@ -96,4 +96,76 @@ Checks the schema cannot express; `fail` stops install, upgrade and template wit
 {{- if and $pdb.enabled (gt (int .Values.replicaCount) 1) (not (kindIs "string" $pdb.minAvailable)) (ge (int $pdb.minAvailable) (int .Values.replicaCount)) }}
 {{- fail (printf "podDisruptionBudget.minAvailable (%d) must be below replicaCount (%d): otherwise no operator pod may ever be evicted and node drains hang." (int $pdb.minAvailable) (int .Values.replicaCount)) }}
 {{- end }}
+{{- $placement := .Values.placement }}
+{{- if $placement.enabled }}
+{{- /* values.schema.json refuses this already; repeated for --skip-schema-validation. */}}
+{{- if and (gt (int $placement.replicas) 1) (include "linepool-operator.placement.sqlite" .) }}
+{{- fail (printf "placement.replicas (%d) needs PostgreSQL: SQLite is one file that only one pod may write. Set placement.database.existingSecret (a Secret with a postgresql:// URL) or a postgresql:// placement.database.url, or placement.replicas=1." (int $placement.replicas)) }}
+{{- end }}
+{{- $ppdb := $placement.podDisruptionBudget }}
+{{- if and $ppdb.enabled (gt (int $placement.replicas) 1) (not (kindIs "string" $ppdb.minAvailable)) (ge (int $ppdb.minAvailable) (int $placement.replicas)) }}
+{{- fail (printf "placement.podDisruptionBudget.minAvailable (%d) must be below placement.replicas (%d): otherwise no placement pod may ever be evicted and node drains hang." (int $ppdb.minAvailable) (int $placement.replicas)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The placement service (`linepool serve`): `<fullname>-placement`, the prefix of its objects.
+*/}}
+{{- define "linepool-operator.placement.fullname" -}}
+{{- printf "%s-placement" (include "linepool-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of the placement service's objects: the chart's labels with component `placement`.
+*/}}
+{{- define "linepool-operator.placement.labels" -}}
+helm.sh/chart: {{ include "linepool-operator.chart" . }}
+{{ include "linepool-operator.placement.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: placement
+app.kubernetes.io/part-of: linepool-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels that select the placement pods. Their `app.kubernetes.io/name` is `<name>-placement`: the
+operator's selector (name and instance, immutable) would otherwise match the placement pods too,
+and its Service, NetworkPolicy and PodDisruptionBudget would apply to them.
+*/}}
+{{- define "linepool-operator.placement.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-placement" (include "linepool-operator.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The placement service's ServiceAccount name.
+*/}}
+{{- define "linepool-operator.placement.serviceAccountName" -}}
+{{- if .Values.placement.serviceAccount.create }}
+{{- default (include "linepool-operator.placement.fullname" .) .Values.placement.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.placement.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+True (non-empty) when the placement store is SQLite: no database.existingSecret (which holds a
+PostgreSQL URL) and a sqlite: database.url. SQLite means one replica, a Recreate strategy and the
+persistence volume at /var/lib/linepool.
+*/}}
+{{- define "linepool-operator.placement.sqlite" -}}
+{{- $db := .Values.placement.database }}
+{{- if and (not $db.existingSecret) (hasPrefix "sqlite:" $db.url) }}true{{ end }}
+{{- end }}
+
+{{/*
+The base URL of the short links: placement.publicURL, else the in-cluster Service URL.
+*/}}
+{{- define "linepool-operator.placement.publicURL" -}}
+{{- if .Values.placement.publicURL }}
+{{- .Values.placement.publicURL | trimSuffix "/" }}
+{{- else }}
+{{- printf "http://%s.%s.svc:%d" (include "linepool-operator.placement.fullname" .) .Release.Namespace (int .Values.placement.service.port) }}
+{{- end }}
 {{- end }}

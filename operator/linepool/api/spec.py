@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
+from linepool.api.text import contains_link
 from linepool.api.types import LineRole, QuotaWindow, ScalingMode
 
 LINE_ID = re.compile(r"^(\+[1-9][0-9]{6,14}|[^@\s]+@[^@\s]+\.[^@\s]+)$")
@@ -37,6 +38,19 @@ MAX_MESSAGE_LENGTH = 320
 HEALTH_COOLDOWN_RANGE = ("5m", "24h")
 BURST_WITHIN_RANGE = ("1m", "1h")
 HEALTH_WINDOW_RANGE = ("1h", "72h")
+# Contact card and placement: the limits the CRD schema states, checked again here. RE2's \s is
+# ASCII whitespace without \v, so the class is spelled out; fullmatch, since Python's $ also
+# matches before a final newline.
+HTTPS_URL = re.compile(r"https://[^\t\n\f\r /?#]+([/?#][^\t\n\f\r ]*)?")
+MAX_CARD_NAME = 128
+MAX_CARD_ORGANIZATION = 128
+MAX_PHOTO_URL = 2048
+MAX_CARD_NOTE = 1024
+MAX_FIRST_MESSAGE = 160
+DEFAULT_FIRST_MESSAGE = "Hey!"
+NO_LINKS_IN_FIRST_MESSAGE = (
+    "must be text only, without a link or web address: Apple suppresses links until the other side replies"
+)
 
 E = TypeVar("E", QuotaWindow, ScalingMode, LineRole)
 
@@ -206,6 +220,24 @@ class Health:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ContactCard:
+    """The vCard the placement service serves for every line of the pool."""
+
+    name: str
+    organization: str | None = None
+    photo_url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlacementSettings:
+    """Per-pool settings of the placement service."""
+
+    # The opener pre-filled in the user's sms: deep link when an app sends none.
+    first_message: str = DEFAULT_FIRST_MESSAGE
+
+
+@dataclass(frozen=True, kw_only=True)
 class PoolSpec:
     quotas: Quotas
     assignment: Assignment
@@ -214,6 +246,8 @@ class PoolSpec:
     metrics: Metrics
     keep_alive: KeepAlive = field(default_factory=KeepAlive)
     health: Health = field(default_factory=Health)
+    contact_card: ContactCard | None = None
+    placement: PlacementSettings = field(default_factory=PlacementSettings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +325,21 @@ def _list(raw: Mapping[str, Any], key: str, path: str, *, max_items: int) -> lis
         raise SpecError(f"{path}.{key}", "must be a list")
     if len(value) > max_items:
         raise SpecError(f"{path}.{key}", f"holds at most {max_items} entries, not {len(value)}")
+    return value
+
+
+def _text(raw: Mapping[str, Any], key: str, path: str, *, max_length: int) -> str | None:
+    """An optional string of 1 to ``max_length`` characters (code points, as the schema counts them).
+
+    Absent and null both give None: an API server prunes a null to absent.
+    """
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{path}.{key}", f"must be a non-empty text, not {value!r}")
+    if len(value) > max_length:
+        raise SpecError(f"{path}.{key}", f"must be at most {max_length} characters, not {len(value)}")
     return value
 
 
@@ -395,7 +444,36 @@ def parse_pool_spec(spec: Mapping[str, Any]) -> PoolSpec:
         scaling=scaling, inventory=inventory, metrics=metrics,
         keep_alive=_parse_keep_alive(_section(spec, "keepAlive", "spec")),
         health=_parse_health(_section(spec, "health", "spec")),
+        contact_card=_parse_contact_card(spec),
+        placement=_parse_placement(_section(spec, "placement", "spec")),
     )
+
+
+def _parse_contact_card(spec: Mapping[str, Any]) -> ContactCard | None:
+    if spec.get("contactCard") is None:
+        return None
+    raw = _section(spec, "contactCard", "spec")
+    path = "spec.contactCard"
+    name = _text(raw, "name", path, max_length=MAX_CARD_NAME)
+    if name is None:
+        raise SpecError(f"{path}.name", "is required")
+    photo_url = _text(raw, "photoURL", path, max_length=MAX_PHOTO_URL)
+    if photo_url is not None and not HTTPS_URL.fullmatch(photo_url):
+        raise SpecError(f"{path}.photoURL", f"must be an https:// URL, not {photo_url!r}")
+    return ContactCard(
+        name=name,
+        organization=_text(raw, "organization", path, max_length=MAX_CARD_ORGANIZATION),
+        photo_url=photo_url,
+        note=_text(raw, "note", path, max_length=MAX_CARD_NOTE),
+    )
+
+
+def _parse_placement(raw: Mapping[str, Any]) -> PlacementSettings:
+    path = "spec.placement"
+    first_message = _text(raw, "firstMessage", path, max_length=MAX_FIRST_MESSAGE) or DEFAULT_FIRST_MESSAGE
+    if contains_link(first_message):
+        raise SpecError(f"{path}.firstMessage", NO_LINKS_IN_FIRST_MESSAGE)
+    return PlacementSettings(first_message=first_message)
 
 
 def _parse_keep_alive(raw: Mapping[str, Any]) -> KeepAlive:
