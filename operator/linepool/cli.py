@@ -1,4 +1,4 @@
-"""The ``linepool`` command: ``linepool run`` starts the operator, ``linepool version`` prints it."""
+"""The ``linepool`` command: ``run`` starts the operator, ``serve`` the placement service, ``version`` prints it."""
 
 import argparse
 import sys
@@ -50,7 +50,38 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(default: %(default)s)")
     keep_alive.add_argument("--keep-alive-max-attempts", default=5, type=int, metavar="N",
                             help="attempts per keep-alive before giving up for the day (default: %(default)s)")
+    _add_serve(commands)
     return parser
+
+
+def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    serve = commands.add_parser(
+        "serve", help="run the placement service (gives each new user of an app a line)",
+        description="Run the placement service: an HTTP API that places users on a pool's lines round-robin, "
+                    "within each line's daily budget, and keeps them there. It reads the pools like kubectl: "
+                    "in-cluster config, else KUBECONFIG. API reference: GET /openapi.json.",
+    )
+    serve.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                       help="address to serve the API, /healthz, /readyz and /metrics on (default: %(default)s)")
+    serve.add_argument("--database", metavar="URL",
+                       help="where placements are kept: sqlite:///FILE (one replica) or "
+                            "postgresql://USER:PASSWORD@HOST:PORT/DB (several replicas); default: "
+                            "$LINEPOOL_DATABASE_URL, else sqlite:///placements.db")
+    serve.add_argument("--token-file", metavar="FILE",
+                       help="accept the bearer tokens listed in FILE, one per line, each allowed everything; "
+                            "without it, tokens are checked with TokenReview and SubjectAccessReview "
+                            "(RBAC on linepools/placements)")
+    serve.add_argument("--public-url", metavar="URL",
+                       help="the base URL end users reach the service at, for short links, QR codes and "
+                            "contact cards (default: http://HOST:PORT of --listen)")
+    scope = serve.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="serve the pools of this namespace (repeatable; globs like 'team-*' work)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="serve every namespace's pools (the default when no --namespace is given)")
+    serve.add_argument("--log-format", choices=["plain", "full", "json"], default="full",
+                       help="log line format (default: %(default)s)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
 
 
 def _duration(text: str) -> timedelta:
@@ -98,6 +129,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from linepool.handlers.placement_service import ServeOptions, build_service, parse_listen
+    from linepool.handlers.placement_service import serve as run_service
+    from linepool.process import configure_logging
+
+    configure_logging(log_format=args.log_format, verbose=args.verbose)
+    options = ServeOptions(
+        listen=args.listen,
+        database=args.database or os.environ.get("LINEPOOL_DATABASE_URL") or "sqlite:///placements.db",
+        token_file=args.token_file, namespaces=() if args.all_namespaces else tuple(args.namespace),
+        public_url=args.public_url, log_level="debug" if args.verbose else "info",
+    )
+    # Bad flags fail at once, with the flag named, rather than after the server is up.
+    try:
+        parse_listen(options.listen)
+        service = build_service(options=options)
+    except ValueError as exc:
+        print(f"linepool serve: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the cluster's configuration cannot be loaded
+        logging.getLogger("linepool").debug("start-up failed", exc_info=True)
+        print(f"linepool serve: cannot reach the cluster's configuration: {exc}", file=sys.stderr)
+        return 2
+    return run_service(service=service, options=options)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -106,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return run(args)
+    if args.command == "serve":
+        return serve(args)
     parser.print_help()
     return 0
 
