@@ -55,7 +55,7 @@ unit: $(STAMP) kube-apiserver
 test: setup kube-apiserver lint
 	$(BIN)/pytest -q
 
-bench: setup
+bench: setup kube-apiserver
 	$(BIN)/python -m bench.bench
 
 e2e: setup

@@ -6,6 +6,9 @@
    Prometheus and a simulated fleet of the same size. From it: PromQL queries per pool per
    poll (also at 1 server x 1 line, to show it does not grow), Kubernetes API writes in a
    steady poll, and the operator's resident memory.
+3. The placement service (``linepool serve``): new placements and sticky look-ups per second,
+   with latencies, on SQLite and PostgreSQL, and budgets under 64 concurrent clients
+   (bench/placement.py).
 """
 
 import argparse
@@ -16,6 +19,8 @@ import time
 
 from bench.decision_pass import measure
 from bench.keepalive_plan import measure as measure_keep_alive
+from bench.placement import measure as measure_placement
+from bench.placement import report as report_placement
 from linepool.sandbox.apiserver import ApiServerThread
 from linepool.sandbox.fleet import Fleet
 from linepool.sandbox.operator_process import OperatorProcess
@@ -122,6 +127,8 @@ def main() -> int:
     print(f"operator RSS with {args.servers * args.lines} lines: {big['rss_mb']:.0f} MB   target <= 200 MB")
     print(f"live poll wall time with {args.servers * args.lines} lines: {big['poll_seconds'] * 1000:.0f} ms "
           "(queries, decision and writes)")
+    with tempfile.TemporaryDirectory(prefix="linepool-bench-placement-") as tmp:
+        report_placement(measure_placement(pathlib.Path(tmp)))
     return 0
 
 

@@ -17,7 +17,7 @@ from linepool.sandbox.placement import PlacementProcess
 from tests.conftest import new_namespace
 
 GROUP_VERSION = "linepool.dev/v1alpha1"
-TOKEN = "placement-test-token-1"  # noqa: S105  (a test credential)
+TOKEN = "placement-test-token-1"
 _users = itertools.count(1)
 
 
@@ -33,7 +33,8 @@ class Pools:
         self.namespace = namespace
 
     def pool(self, name: str, *, metrics: bool = True, quota: int = 50, **spec: Any) -> dict[str, Any]:
-        body = {"apiVersion": GROUP_VERSION, "kind": "LinePool", "metadata": {"name": name, "namespace": self.namespace},
+        body = {"apiVersion": GROUP_VERSION, "kind": "LinePool",
+                "metadata": {"name": name, "namespace": self.namespace},
                 "spec": {"metrics": {"prometheusURL": "http://127.0.0.1:9/", "pollInterval": "30s"},
                          "quotas": {"newConversationsPerLinePerDay": quota}, **spec}}
         self.kube.apply(body)

@@ -8,8 +8,9 @@ budget check and the write happen in that same transaction:
   takes the database's write lock, so two requests (or two processes on one file) never both see
   room on a line that has one slot left. WAL mode with ``synchronous=NORMAL`` survives a killed
   process; ``?synchronous=full`` in the URL adds an fsync per commit, for power loss.
-- PostgreSQL (several replicas): a transaction-scoped advisory lock per pool serializes new
-  placements of one pool across replicas; look-ups take no lock.
+- PostgreSQL (several replicas): transaction-scoped advisory locks, one on the user and a
+  try-lock on each line counted, keep concurrent placements (across replicas too) from placing
+  a user twice or spending a line's last slot twice; look-ups take no lock.
 
 Schema migrations are numbered and applied at start-up, once, under a lock (``MIGRATIONS``).
 Every failure of either database becomes ``StoreUnavailable``: the service answers 503 then.
@@ -31,11 +32,12 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import psycopg_pool
 
-from linepool.logic.placement import PoolFacts, has_budget, move_reason, rotation
+from linepool.logic.placement import PoolFacts, candidates, has_budget, move_reason
 
 # A line found at its budget is not asked again for this long: with 10,000 lines mostly full, a
 # new user would otherwise cost a count per line. It only skips; the count in the transaction
-# still decides.
+# still decides. The hint is timed by the caller's clock (``now``), and dropped as soon as the
+# window jumps (a new calendar day) or the operator reports more room on the line.
 FULL_HINT_SECONDS = 5.0
 
 
@@ -90,6 +92,10 @@ MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
 _COLUMNS = "namespace, pool, user_id, line, server, placed_at, code, first_message"
 _SELECT_USER = f"SELECT {_COLUMNS} FROM placements WHERE namespace = ? AND pool = ? AND user_id = ?"
 _SELECT_CODE = f"SELECT {_COLUMNS} FROM placements WHERE code = ?"
+_KEEP_CURSOR = ("INSERT INTO placement_cursors (namespace, pool, position) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, pool) DO UPDATE SET position = excluded.position")
+# A placement whose every candidate line is locked by concurrent placements tries again this often.
+PLACE_ATTEMPTS = 50
 _COUNT_LINE = "SELECT count(*) FROM placement_log WHERE namespace = ? AND pool = ? AND line = ? AND placed_at >= ?"
 
 
@@ -110,16 +116,24 @@ class Tx(ABC):
     @abstractmethod
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
 
-    async def lock_pool(self, *, namespace: str, pool: str) -> None:
-        """Serialize new placements of one pool; a no-op where the transaction locks everything."""
+    async def lock_user(self, *, namespace: str, pool: str, user: str) -> None:
+        """Hold off other placements of this user until commit; a no-op where the transaction locks everything."""
         return
+
+    async def try_lock_line(self, *, namespace: str, pool: str, line: str) -> bool:
+        """Take the line for this transaction if no other holds it; True where the transaction locks everything."""
+        return True
 
 
 class PlacementStore(ABC):
     """Placements in a SQL database; subclasses open transactions, this class holds the rules."""
 
+    # Whether the round-robin cursor is written in the placement's own transaction.
+    CURSOR_IN_TRANSACTION = True
+
     def __init__(self) -> None:
-        self._full: dict[tuple[str, str, str], float] = {}
+        # (namespace, pool, line) -> (until, window start, limit) of the pass that found it full
+        self._full: dict[tuple[str, str, str], tuple[float, float, int]] = {}
 
     # -- what a backend provides -------------------------------------------------------------
     @abstractmethod
@@ -158,13 +172,26 @@ class PlacementStore(ABC):
         the round-robin cursor, and give the first candidate line whose placements since
         ``since`` are under its budget.
         """
-        key = (facts.namespace, facts.name, user)
         known = await self.get(namespace=facts.namespace, pool=facts.name, user=user)
         if known is not None and move_reason(line=known.line, server=known.server, facts=facts) is None:
             return PlaceOutcome(placement=known, created=False)
+        for attempt in range(PLACE_ATTEMPTS):
+            outcome = await self._place_once(facts=facts, user=user, first_message=first_message, now=now,
+                                             since=since)
+            if outcome is not None:
+                return outcome
+            # Every line with room was being filled by another transaction: look again shortly.
+            await asyncio.sleep(0.001 * (attempt + 1))
+        raise StoreUnavailable("every candidate line stayed locked by other placements; try again")
+
+    async def _place_once(
+        self, *, facts: PoolFacts, user: str, first_message: str | None, now: datetime, since: datetime
+    ) -> PlaceOutcome | None:
+        """One transaction of ``place``; None when every line with room was locked by another one."""
+        key = (facts.namespace, facts.name, user)
         stamp = now.timestamp()
         async with self.transaction(write=True) as tx:
-            await tx.lock_pool(namespace=facts.namespace, pool=facts.name)
+            await tx.lock_user(namespace=facts.namespace, pool=facts.name, user=user)
             row = await tx.one(_SELECT_USER, key)
             known = _placement(row) if row else None
             if known is not None and move_reason(line=known.line, server=known.server, facts=facts) is None:
@@ -172,14 +199,12 @@ class PlacementStore(ABC):
             cursor_row = await tx.one("SELECT position FROM placement_cursors WHERE namespace = ? AND pool = ?",
                                       (facts.namespace, facts.name))
             cursor = int(cursor_row[0]) if cursor_row else 0
-            chosen, count, steps = await self._choose(tx=tx, facts=facts, cursor=cursor, since=since.timestamp())
+            chosen, count, after, busy = await self._choose(tx=tx, facts=facts, cursor=cursor, now=stamp,
+                                                            since=since.timestamp())
             if chosen is None:
-                return PlaceOutcome(placement=None, created=known is None, previous=known)
-            await tx.run(
-                "INSERT INTO placement_cursors (namespace, pool, position) VALUES (?, ?, ?) "
-                "ON CONFLICT (namespace, pool) DO UPDATE SET position = excluded.position",
-                (facts.namespace, facts.name, cursor + steps),
-            )
+                return None if busy else PlaceOutcome(placement=None, created=known is None, previous=known)
+            if self.CURSOR_IN_TRANSACTION:
+                await tx.run(_KEEP_CURSOR, (facts.namespace, facts.name, after))
             line = facts.lines[chosen]
             message = first_message or (known.first_message if known else None) or facts.first_message
             placement = Placement(
@@ -195,21 +220,35 @@ class PlacementStore(ABC):
             )
             await tx.run("INSERT INTO placement_log (namespace, pool, line, user_id, placed_at) VALUES (?, ?, ?, ?, ?)",
                          (facts.namespace, facts.name, chosen, user, stamp))
+        if not self.CURSOR_IN_TRANSACTION:
+            # Its own short statement after the commit: the row lock would otherwise make every
+            # placement of the pool wait for the one before it. The cursor only spreads users;
+            # budgets are kept by the line locks.
+            async with self.transaction(write=True) as tx:
+                await tx.run(_KEEP_CURSOR, (facts.namespace, facts.name, after))
         return PlaceOutcome(placement=placement, created=known is None, previous=known, placed_on_line=count + 1)
 
-    async def _choose(self, *, tx: Tx, facts: PoolFacts, cursor: int, since: float) -> tuple[str | None, int, int]:
-        """The first line from the cursor with room: (line, its placements so far, steps taken)."""
-        clock = time.monotonic()
-        for steps, line in enumerate(rotation(order=facts.order, cursor=cursor), start=1):
+    async def _choose(
+        self, *, tx: Tx, facts: PoolFacts, cursor: int, now: float, since: float
+    ) -> tuple[str | None, int, int, bool]:
+        """The first candidate line with room: (line, its placements so far, the cursor to keep, and
+        whether a line was skipped because another transaction held it)."""
+        busy = False
+        for line, after in candidates(facts=facts, cursor=cursor):
             hint = (facts.namespace, facts.name, line)
-            if self._full.get(hint, 0.0) > clock:
+            limit = facts.lines[line].limit
+            full = self._full.get(hint)
+            if full is not None and now < full[0] and since - full[1] < FULL_HINT_SECONDS and limit <= full[2]:
+                continue
+            if not await tx.try_lock_line(namespace=facts.namespace, pool=facts.name, line=line):
+                busy = True
                 continue
             row = await tx.one(_COUNT_LINE, (facts.namespace, facts.name, line, since))
             placed = int(row[0]) if row else 0
             if has_budget(placed=placed, facts=facts.lines[line]):
-                return line, placed, steps
-            self._full[hint] = clock + FULL_HINT_SECONDS
-        return None, 0, 0
+                return line, placed, after, busy
+            self._full[hint] = (now + FULL_HINT_SECONDS, since, limit)
+        return None, 0, 0, busy
 
     async def update_message(self, *, placement: Placement, first_message: str) -> Placement:
         """Keep the opener a known user's app asked for last; their link pre-fills it."""
@@ -300,7 +339,7 @@ class SqliteStore(PlacementStore):
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.execute("PRAGMA foreign_keys=ON")
             await self._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: its directory cannot be created
             raise StoreUnavailable(f"SQLite database {self.path}: {exc}") from exc
 
     async def close(self) -> None:
@@ -346,8 +385,18 @@ class _PostgresTx(Tx):
         cursor = await self._db.execute(_pg(sql), params)
         return cursor.rowcount
 
-    async def lock_pool(self, *, namespace: str, pool: str) -> None:
-        await self._db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{namespace}/{pool}",))
+    async def lock_user(self, *, namespace: str, pool: str, user: str) -> None:
+        await self._db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                               (f"user/{namespace}/{pool}/{user}",), prepare=True)
+
+    async def try_lock_line(self, *, namespace: str, pool: str, line: str) -> bool:
+        # Never wait for a line: a transaction holds its user's lock and may have passed other
+        # lines, so waiting could deadlock. A busy line is skipped; if every line with room was
+        # busy, the placement runs again.
+        cursor = await self._db.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                                        (f"line/{namespace}/{pool}/{line}",), prepare=True)
+        row = await cursor.fetchone()
+        return bool(row and row[0])
 
 
 _PG_SQL: dict[str, str] = {}
@@ -366,7 +415,14 @@ _MIGRATION_LOCK = 0x6C696E65  # "line"
 
 
 class PostgresStore(PlacementStore):
-    """A PostgreSQL database through a psycopg connection pool; several replicas may share it."""
+    """A PostgreSQL database through a psycopg connection pool; several replicas may share it.
+
+    New placements of one pool run in parallel: each takes its user's advisory lock (so a user
+    is placed once) and a try-lock on each line it counts (so a line's budget is counted and
+    spent by one transaction at a time).
+    """
+
+    CURSOR_IN_TRANSACTION = False
 
     def __init__(self, *, url: str, max_connections: int = 10, timeout: float = 3.0) -> None:
         super().__init__()

@@ -9,7 +9,8 @@ one transaction, so the answers here are pure and the clock is passed in:
   line can take anyone), each line's remaining daily budget of new conversations, and whether
   the pool can place anyone at all (``unavailable``);
 - ``move_reason`` says whether a known user keeps their line (``None``) or must be re-placed;
-- ``rotation`` walks the candidate lines from the round-robin cursor;
+- ``candidates`` walks the lines new users may take from the round-robin cursor, primary lines
+  before fallback lines (``rotation`` walks one list of them);
 - ``window_start`` is where "today" starts for a pool's budgets: the same quota window the
   operator measures (``spec.quotas.window``).
 
@@ -89,6 +90,7 @@ class PoolFacts:
     order: tuple[str, ...]  # new users take these lines in turn
     unavailable: Unavailable | None
     message: str
+    primaries: int = 0  # how many of ``order`` are primary lines: they come first, fallback lines after
 
     @property
     def quota(self) -> int:
@@ -157,7 +159,7 @@ def pool_facts(*, pool: Mapping[str, Any], servers: Sequence[Mapping[str, Any]])
     unavailable, message = _availability(pool=pool, lines=lines, order=order)
     return PoolFacts(namespace=namespace, name=name, spec=spec, lines=lines,
                      servers=frozenset(str(s["metadata"]["name"]) for s in mine), order=order,
-                     unavailable=unavailable, message=message)
+                     unavailable=unavailable, message=message, primaries=sum(len(own) for own in primary))
 
 
 def _state(value: Any) -> LineState | None:
@@ -208,6 +210,21 @@ def rotation(*, order: Sequence[str], cursor: int) -> Iterator[str]:
     start = cursor % count
     for offset in range(count):
         yield order[(start + offset) % count]
+
+
+def candidates(*, facts: PoolFacts, cursor: int) -> Iterator[tuple[str, int]]:
+    """The lines a new user may take, each once, with the cursor to keep if the user takes it.
+
+    Primary lines come first, in turn from the round-robin cursor; fallback lines only after every
+    primary line has been offered (the operator holds them in reserve), in turn from the same
+    cursor. The cursor kept after a line is the one that offers the next line of its kind first.
+    """
+    order, split = facts.order, facts.primaries
+    for start, stop in ((0, split), (split, len(order))):
+        count = stop - start
+        first = cursor % count if count else 0
+        for offset in range(count):
+            yield order[start + (first + offset) % count], cursor + offset + 1
 
 
 def has_budget(*, placed: int, facts: LineFacts) -> bool:

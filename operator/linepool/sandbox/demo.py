@@ -65,6 +65,7 @@ from linepool.api import ASSIGNABLE_LABEL, CREATED_BY_ANNOTATION, OPERATOR_NAME,
 from linepool.sandbox.apiserver import ApiServerThread
 from linepool.sandbox.fleet import Fleet, LineState, RelayStub
 from linepool.sandbox.operator_process import OperatorProcess
+from linepool.sandbox.placement import PlacementProcess
 from linepool.sandbox.prometheus import PrometheusNotInstalled, PrometheusProcess, find_binary
 
 __all__ = ['Profile', 'Traffic', 'main', 'run_demo']
@@ -74,6 +75,11 @@ EXAMPLES_DIR: Final = REPO_ROOT / 'examples' / 'demo'
 WORKDIR: Final = REPO_ROOT / '.demo'  # gitignored; the logs stay there after the run for a look
 
 NAMESPACE: Final = 'demo'
+DEMO_POOL: Final = 'support'
+# The app's credential for the placement service (a token file; in a cluster, a ServiceAccount).
+DEMO_TOKEN: Final = 'demo-app-token'
+PLACEMENT_PORT: Final = 18080
+PLACEMENT_URL: Final = f'http://127.0.0.1:{PLACEMENT_PORT}'
 POOL: Final = 'support'
 # Fixed, because examples/demo/10-linepool.yaml points the pool at http://127.0.0.1:19090.
 PROMETHEUS_PORT: Final = 19090
@@ -199,7 +205,8 @@ class Traffic:
     Simulated users of the pool's lines, one :meth:`tick` at a time.
 
     Existing conversations send in proportion to how many are open on each line; new users
-    go round-robin to the lines the pool lists as assignable, and then stay there. So when
+    go round-robin to the lines the pool lists as assignable (through the placement service when
+    ``placer`` is given, as an app would), and then stay there. So when
     the operator takes a server out of rotation, its traffic stops growing, and a server it
     adds starts empty and fills up with new users only. Fractions of a message carry over to
     the next tick, so low rates are exact on average and the run is deterministic.
@@ -212,9 +219,12 @@ class Traffic:
             activity: Callable[[float], float] = ACTIVITY,
             arrivals: Callable[[float], float] = ARRIVALS,
             lifetime: float = LIFETIME,
+            placer: 'Callable[[str], LineKey | None] | None' = None,
     ) -> None:
         super().__init__()
         self._sink = sink
+        self._placer = placer
+        self._users = 0
         self._activity = activity
         self._arrivals = arrivals
         self._lifetime = lifetime
@@ -258,7 +268,10 @@ class Traffic:
         assignable = [key for key in assignable if key not in self._halted]
         while self._arrival_carry >= 1 and assignable:
             self._arrival_carry -= 1
-            server, line = self._next_line(assignable)
+            chosen = self._next_line(assignable) if self._placer is None else self._place()
+            if chosen is None:  # the placement service had no line for them: they try again later
+                break
+            server, line = chosen
             self._sink.new_conversations(server, line, 1)
             self._send(key=(server, line), due=1.0)
             self._conversations[(server, line)] = self._conversations.get((server, line), 0) + 1
@@ -281,6 +294,15 @@ class Traffic:
         self._reply_carry[key] = replies - math.floor(replies)
         if replies >= 1:
             self._sink.receive(server, line, math.floor(replies))
+
+    def _place(self) -> LineKey | None:
+        """A new user asks the placement service for a line, as an app's sign-up would."""
+        assert self._placer is not None
+        self._users += 1
+        chosen = self._placer(f"demo-user-{self._users}")
+        if chosen is None or chosen in self._halted:
+            return None
+        return chosen
 
     def _next_line(self, assignable: Sequence[LineKey]) -> LineKey:
         # Continue after the last line used, even when the list changed under us: a fresh
@@ -925,6 +947,31 @@ def log_tail(path: pathlib.Path, *, lines: int = 15) -> str:
     return '\n'.join('    ' + line for line in text.splitlines()[-lines:])
 
 
+class Placer:
+    """New users get their line from the placement service (``linepool serve``): one POST each,
+    as an app's sign-up would make. ``last`` is the service's last answer, deep links included."""
+
+    def __init__(self) -> None:
+        self.service: PlacementProcess | None = None
+        self.last: dict[str, Any] | None = None
+        self.refused: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, user: str) -> LineKey | None:
+        if self.service is None:
+            return None
+        path = f"/v1/namespaces/{NAMESPACE}/linepools/{DEMO_POOL}/placements"
+        try:
+            status, _, body = self.service.request("POST", path, body={"user": user}, token=DEMO_TOKEN, timeout=5)
+        except OSError:
+            self.refused["Unreachable"] += 1
+            return None
+        if status in {200, 201}:
+            self.last = body
+            return str(body["server"]), str(body["line"])
+        self.refused[str(body.get("reason") if isinstance(body, dict) else status)] += 1
+        return None
+
+
 @dataclasses.dataclass
 class Rig:
     """The running pieces, and the demo's own bookkeeping about them."""
@@ -936,6 +983,7 @@ class Rig:
     traffic: Traffic
     drift: Drift
     relays: dict[str, RelayStub] = dataclasses.field(default_factory=dict)
+    placer: Placer | None = None
     pending: dict[str, int] = dataclasses.field(default_factory=dict)  # exported, not yet scraped
 
     def check_operator(self) -> None:
@@ -977,7 +1025,8 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
     screen.say("· starting the simulated fleet and Prometheus on 127.0.0.1:19090 …")
     fleet = Fleet().start()
     stack.callback(_quietly, fleet.stop, what='the fleet')
-    traffic = Traffic(sink=fleet)
+    placer = Placer()
+    traffic = Traffic(sink=fleet, placer=placer)
     servers = [m for m in manifests if m.get('kind') == 'MessagingServer']
     for manifest in servers:
         name = str(manifest['metadata']['name'])
@@ -1005,7 +1054,21 @@ def start_rig(*, stack: contextlib.ExitStack, screen: Screen, manifests: Sequenc
     stack.callback(_quietly, operator.stop, what='the operator')
     operator.start()
     rig = Rig(api=api, fleet=fleet, prometheus=prometheus, operator=operator, traffic=traffic,
-              drift=Drift(plan=DRIFT, sink=fleet), relays=relays)
+              drift=Drift(plan=DRIFT, sink=fleet), relays=relays, placer=placer)
+
+    screen.say(f"· starting the placement service on {PLACEMENT_URL} (log: {_relative(workdir / 'placement.log')}) …")
+    tokens = workdir / 'placement-tokens'
+    tokens.write_text(DEMO_TOKEN + '\n')
+    service = PlacementProcess(kubeconfig=kubeconfig, database=f"sqlite:///{workdir / 'placements.db'}",
+                               log_path=workdir / 'placement.log', token_file=tokens, namespaces=[NAMESPACE],
+                               port=PLACEMENT_PORT)
+    stack.callback(_quietly, service.stop, what='the placement service')
+    service.start()
+    try:
+        service.wait_ready(timeout=STARTUP_TIMEOUT)
+    except (RuntimeError, TimeoutError) as error:
+        raise DemoError(f"the placement service did not start: {error}") from None
+    placer.service = service
 
     def budget() -> float:
         return max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic()))
@@ -1130,7 +1193,8 @@ def drive(*, rig: Rig, screen: Screen, timeline: Timeline, started: float, deadl
 
 
 def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, workdir: pathlib.Path,
-              relays: Mapping[str, RelayStub] | None = None) -> tuple[list[str], list[str]]:
+              relays: Mapping[str, RelayStub] | None = None,
+              placer: Placer | None = None) -> tuple[list[str], list[str]]:
     """The summary lines, and what did not happen (empty when the demo showed its story)."""
     reasons = timeline.reasons()
     lines = [f"Summary after {elapsed:.0f}s:"]
@@ -1149,9 +1213,20 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, wo
     # A no-break space keeps each count with its reason when the list wraps.
     seen = ', '.join(f"{reason}\u00a0×{count}" for reason, count in sorted(reasons.items())) or 'none'
     lines += textwrap.wrap(f"events seen: {seen}", width=WIDTH, initial_indent='  ', subsequent_indent=' ' * 4)
+    if placer is not None and placer.last is not None:
+        last = placer.last
+        refused = ', '.join(f"{reason} ×{count}" for reason, count in sorted(placer.refused.items()))
+        lines.append(fit(f"  placement service: every new user above got their line from {PLACEMENT_URL}"
+                         + (f" (refused: {refused})" if refused else "")))
+        lines.append(fit(f"  last user placed: {last['user']} on {last['line']} ({last['server']})"))
+        lines.append(fit(f"    iPhone deep link:  {last['deepLinks']['ios']}"))
+        lines.append(fit(f"    Android deep link: {last['deepLinks']['android']}"))
+        lines.append(fit(f"    short link (QR at +/qr.svg): {last['link']}   contact card: {last['contactCard']}"))
     lines.append(f"  logs: {_relative(workdir / 'operator.log')} (the operator), "
                  f"{_relative(workdir / 'prometheus' / 'prometheus.log')}")
     missing = []
+    if placer is not None and placer.last is None:
+        missing.append("no new user got a line from the placement service")
     if not timeline.saturated:
         missing.append("no server reached stopAt (no ServerSaturated)")
     if not timeline.added and not reasons[SCALED_UP_REASON]:
@@ -1219,14 +1294,15 @@ def run_demo(*, duration: float, out: TextIO, workdir: pathlib.Path = WORKDIR) -
         code = EXIT_INTERRUPTED
     return conclude(screen=screen, timeline=timeline, traffic=rig.traffic if rig else None,
                     elapsed=time.monotonic() - started, duration=duration, workdir=workdir, code=code,
-                    relays=rig.relays if rig else None)
+                    relays=rig.relays if rig else None, placer=rig.placer if rig else None)
 
 
 def conclude(*, screen: Screen, timeline: Timeline, traffic: Traffic | None, elapsed: float, duration: float,
-             workdir: pathlib.Path, code: int | None, relays: Mapping[str, RelayStub] | None = None) -> int:
+             workdir: pathlib.Path, code: int | None, relays: Mapping[str, RelayStub] | None = None,
+             placer: Placer | None = None) -> int:
     """Print the summary; the exit code is ``code`` if set, else whether the story was shown."""
     lines, missing = summarize(timeline=timeline, traffic=traffic, elapsed=elapsed, workdir=workdir,
-                               relays=relays)
+                               relays=relays, placer=placer)
     screen.say('\n' + '\n'.join(lines))
     if code is not None:
         return code
