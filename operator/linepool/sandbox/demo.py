@@ -1221,7 +1221,8 @@ def summarize(*, timeline: Timeline, traffic: Traffic | None, elapsed: float, wo
         lines.append(fit(f"  last user placed: {last['user']} on {last['line']} ({last['server']})"))
         lines.append(fit(f"    iPhone deep link:  {last['deepLinks']['ios']}"))
         lines.append(fit(f"    Android deep link: {last['deepLinks']['android']}"))
-        lines.append(fit(f"    short link (QR at +/qr.svg): {last['link']}   contact card: {last['contactCard']}"))
+        lines.append(fit(f"    short link: {last['link']} (its QR code: {last['link']}/qr.svg)"))
+        lines.append(fit(f"    contact card: {last['contactCard']}"))
     lines.append(f"  logs: {_relative(workdir / 'operator.log')} (the operator), "
                  f"{_relative(workdir / 'prometheus' / 'prometheus.log')}")
     missing = []
