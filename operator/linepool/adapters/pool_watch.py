@@ -4,7 +4,8 @@ One thread per resource and scope lists, then watches from the list's resourceVe
 official client's ``watch.Watch``, and lists again when the server says the version is too old
 (410) or the connection breaks. The latest copy of each object is kept; ``facts`` turns a pool
 and its servers into ``PoolFacts`` lazily, once per change, so a burst of status updates costs one
-rebuild, at the next request that needs it.
+rebuild, at the next request that needs it. A refused list or watch is retried with back-off and
+kept as ``problem``, which ``/readyz`` shows; it never raises to a request.
 """
 
 import fnmatch
@@ -29,10 +30,6 @@ RETRY_SECONDS = (1, 2, 5, 10, 30)
 _GLOB = set("*?[")
 
 Key = tuple[str, str]  # (namespace, name)
-
-
-class PoolWatchError(Exception):
-    """The API server refused to list or watch the pools (shown by ``/readyz``)."""
 
 
 class PoolWatch:
