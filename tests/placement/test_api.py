@@ -15,6 +15,7 @@ import pytest
 import vobject
 
 from linepool.sandbox.placement import PlacementProcess
+from linepool.sandbox.postgres import PostgresServer
 from tests.placement.conftest import TOKEN, Pools, ServiceFactory, fresh_user
 
 pytestmark = pytest.mark.integration
@@ -306,4 +307,32 @@ def test_openapi_document_health_readiness_and_metrics(two_servers: PlacementPro
     assert f'linepool_placement_budget_remaining{{line="+15550000001",namespace="{ns}",pool="p"}} 49.0' in page
     assert 'linepool_placement_request_duration_seconds_count{route="/v1/namespaces/{namespace}/linepools/{pool}' \
            '/placements"} 2.0' in page
-    assert "linepool_build_info" not in page  # the operator's liveness metric is the operator's alone
+    assert "linepool_build_info" not in page
+    two_servers.request("POST", f"{base(pools)}/placements", raw=b"{", token=TOKEN)
+    two_servers.request("POST", f"/v1/namespaces/{ns}/linepools/made-up/placements", body={"user": "u"}, token=TOKEN)
+    _, _, page = two_servers.request("GET", "/metrics")
+    assert f'linepool_placements_total{{namespace="{ns}",outcome="rejected",pool="p"}} 1.0' in page
+    assert "made-up" not in page  # the operator's liveness metric is the operator's alone
+
+
+def test_an_unreachable_store_answers_503_loses_nothing_and_recovers(
+        pools: Pools, start_service: ServiceFactory, postgres: PostgresServer, postgres_url: str) -> None:
+    pools.pool("p")
+    pools.server("s1", pool="p", lines=["+15550000301", "+15550000302"])
+    service = start_service(namespaces=[pools.namespace], database=postgres_url)
+    _, _, before = place(service, pools, "kept")
+    postgres.halt()
+    try:
+        status, headers, body = place(service, pools, "while-down")
+        assert (status, body["reason"]) == (503, "StoreUnavailable")
+        assert headers["retry-after"] == "5"
+        status, _, ready = service.request("GET", "/readyz")
+        assert status == 503
+        assert any("store" in problem for problem in ready["problems"])
+    finally:
+        postgres.start()
+    status, _, again = place(service, pools, "kept")
+    assert (status, again["line"]) == (200, before["line"])
+    assert place(service, pools, "while-down")[0] == 201
+    _, _, page = service.request("GET", "/metrics")
+    assert "linepool_placement_store_errors_total 0.0" not in page

@@ -185,13 +185,22 @@ def create_app(service: Service) -> FastAPI:
     prefix = "/v1/namespaces/{namespace}/linepools/{pool}"
     telemetry = service.telemetry
 
+    def count_rejected(request: Request, code: int) -> None:
+        # Only for pools that exist: a label per made-up path would let any caller grow the metrics.
+        namespace, pool = request.path_params.get("namespace"), request.path_params.get("pool")
+        if 400 <= code < 500 and namespace and pool and service.watch.watches(namespace) \
+                and service.watch.facts(namespace=namespace, name=pool) is not None:
+            telemetry.placements.labels(namespace, pool, "rejected").inc()
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        count_rejected(request, exc.code)
         headers = {"Retry-After": str(exc.retry)} if exc.retry is not None else None
         return _error(exc.code, exc.reason, exc.message, field=exc.field, headers=headers)
 
     @app.exception_handler(AccessError)
     async def _access_error(request: Request, exc: AccessError) -> JSONResponse:
+        count_rejected(request, exc.status)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         if exc.status == 503:
             headers = {"Retry-After": "5"}
