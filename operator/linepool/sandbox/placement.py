@@ -5,22 +5,21 @@ it by signal; ``kill`` is the SIGKILL of the durability tests.
 """
 
 import json
-import os
 import pathlib
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from typing import IO, Any, Self
+from typing import Any
 
-from linepool.sandbox.lifecycle import Service
+from linepool.sandbox.lifecycle import ChildProcess
 from linepool.sandbox.prometheus import free_port
 
 
-class PlacementProcess(Service):
+class PlacementProcess(ChildProcess):
     """One ``linepool serve`` child process with its log in a file."""
+
+    what = "the placement service"
 
     def __init__(
         self,
@@ -33,27 +32,16 @@ class PlacementProcess(Service):
         port: int | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
-        self.kubeconfig = kubeconfig
+        super().__init__(kubeconfig=kubeconfig, log_path=log_path)
         self.database = database
-        self.log_path = log_path
         self.token_file = token_file
         self.namespaces = namespaces or []
         self.port = port or free_port()
         self.extra_args = extra_args or []
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
         command = [sys.executable, "-m", "linepool", "serve", "--listen", f"127.0.0.1:{self.port}",
@@ -63,16 +51,6 @@ class PlacementProcess(Service):
         for namespace in self.namespaces:
             command += ["--namespace", namespace]
         return command + self.extra_args
-
-    def start(self) -> Self:
-        if self.running:
-            raise RuntimeError("the placement service is already running")
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(self.command(), env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until ``/readyz`` answers 200: pools listed, store open."""
@@ -110,31 +88,6 @@ class PlacementProcess(Service):
                 return response.status, dict(response.headers), _decode(response.read(), response.headers)
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), _decode(exc.read(), exc.headers)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
-        self._close_log()
-
-    def kill(self) -> None:
-        """A crash: SIGKILL, no cleanup at all."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(5)
-        self._close_log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
