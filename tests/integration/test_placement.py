@@ -14,7 +14,6 @@ What an app notices:
 import http.client
 import pathlib
 import threading
-import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,6 +53,12 @@ def place(service: PlacementProcess, box: Sandbox, pool: str, user: str, token: 
     return status, body
 
 
+def summary(service: PlacementProcess, box: Sandbox, pool: str) -> dict[str, Any]:
+    status, _, body = service.request("GET", placements(box, pool) + ":summary", token=TOKEN)
+    assert status == 200, body
+    return dict(body)
+
+
 def in_rotation(box: Sandbox, pool: str, lines: list[str]) -> bool:
     return sorted(box.status("linepools", pool).get("assignableLines") or []) == sorted(lines)
 
@@ -76,9 +81,10 @@ def test_a_saturating_server_stops_receiving_new_users_within_one_status_update(
         sandbox.send("psat-0", 4000)  # 80% of 5,000: past stopAt
         wait_for(lambda: sandbox.status("messagingservers", "psat-0").get("assignable") is False,
                  what="psat-0 saturated in its status")
-        # The status update reaches the service through its watch in milliseconds; the next
-        # poll is a second away, so every user placed now proves the service read this update.
-        time.sleep(0.3)
+        # The service sees the update through its watch before the operator's next poll (1s).
+        wait_for(lambda: not any(line["assignable"] for line in summary(service, sandbox, "psat")["lines"]
+                                 if line["server"] == "psat-0"),
+                 timeout=1.0, interval=0.05, what="the service to see psat-0 saturated")
         later = [place(service, sandbox, "psat", f"late-{n}") for n in range(6)]
         assert [status for status, _ in later] == [201] * 6
         assert {body["server"] for _, body in later} == {"psat-1"}
@@ -109,7 +115,8 @@ def test_a_flagged_lines_users_move_at_their_next_request(sandbox: Sandbox) -> N
         sandbox.fleet.set_line_state("pflag-0", flagged, "flagged")
         wait_for(lambda: next(line for line in sandbox.status("messagingservers", "pflag-0")["lines"]
                               if line["id"] == flagged)["state"] == "Flagged", what="the line Flagged in status")
-        time.sleep(0.3)
+        wait_for(lambda: any(line["state"] == "Flagged" for line in summary(service, sandbox, "pflag")["lines"]),
+                 timeout=1.0, interval=0.05, what="the service to see the flag")
         for user in on_flagged:
             status, body = place(service, sandbox, "pflag", user)
             assert status == 200
@@ -120,8 +127,8 @@ def test_a_flagged_lines_users_move_at_their_next_request(sandbox: Sandbox) -> N
             if user not in on_flagged:
                 status, body = place(service, sandbox, "pflag", user)
                 assert (status, body["line"], body["moved"]) == (200, before["line"], False)
-        status, _, summary = service.request("GET", placements(sandbox, "pflag") + ":summary", token=TOKEN)
-        assert next(line for line in summary["lines"] if line["line"] == flagged)["users"] == 0
+        after = summary(service, sandbox, "pflag")
+        assert next(line for line in after["lines"] if line["line"] == flagged)["users"] == 0
     finally:
         service.stop()
 
@@ -148,8 +155,8 @@ def test_budgets_hold_under_64_concurrent_requests(sandbox: Sandbox) -> None:
         assert all(len(found) == 1 for found in lines_of.values())
         assert len(lines_of) == 20  # 4 lines x 5 new conversations a day
         assert sum(1 for status, _ in answers if status == 201) == 20
-        _, _, summary = service.request("GET", placements(sandbox, "pbudget") + ":summary", token=TOKEN)
-        assert [line["newUsersToday"] for line in summary["lines"]] == [5, 5, 5, 5]
+        totals = summary(service, sandbox, "pbudget")
+        assert [line["newUsersToday"] for line in totals["lines"]] == [5, 5, 5, 5]
     finally:
         service.stop()
 
@@ -191,9 +198,9 @@ def _sigkill_loses_nothing(box: Sandbox, database: str, pool: str, lines: dict[s
         for user, line in acknowledged.items():
             status, _, body = again.request("GET", f"{placements(box, pool)}/{user}", token=TOKEN)
             assert (status, body["line"]) == (200, line), user
-        _, _, summary = again.request("GET", placements(box, pool) + ":summary", token=TOKEN)
-        assert all(line["newUsersToday"] <= 40 for line in summary["lines"])
-        assert summary["users"] >= len(acknowledged)
+        totals = summary(again, box, pool)
+        assert all(line["newUsersToday"] <= 40 for line in totals["lines"])
+        assert totals["users"] >= len(acknowledged)
     finally:
         again.stop()
 
