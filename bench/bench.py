@@ -21,6 +21,7 @@ from bench.decision_pass import measure
 from bench.keepalive_plan import measure as measure_keep_alive
 from bench.placement import measure as measure_placement
 from bench.placement import report as report_placement
+from bench.plan import measure as measure_plan
 from linepool.sandbox.apiserver import ApiServerThread
 from linepool.sandbox.fleet import Fleet
 from linepool.sandbox.operator_process import OperatorProcess
@@ -127,6 +128,8 @@ def main() -> int:
     print(f"operator RSS with {args.servers * args.lines} lines: {big['rss_mb']:.0f} MB   target <= 200 MB")
     print(f"live poll wall time with {args.servers * args.lines} lines: {big['poll_seconds'] * 1000:.0f} ms "
           "(queries, decision and writes)")
+    seconds = measure_plan()
+    print(f"capacity plan (linepool plan), 365 days x 1,000 servers x 10 lines: {seconds:.1f} s   target <= 10 s")
     with tempfile.TemporaryDirectory(prefix="linepool-bench-placement-") as tmp:
         report_placement(measure_placement(pathlib.Path(tmp)))
     return 0

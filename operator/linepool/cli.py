@@ -1,4 +1,5 @@
-"""The ``linepool`` command: ``run`` starts the operator, ``serve`` the placement service, ``version`` prints it."""
+"""The ``linepool`` command: ``run`` starts the operator, ``serve`` the placement service, ``plan`` plans
+capacity, ``version`` prints the version."""
 
 import argparse
 import sys
@@ -51,7 +52,43 @@ def build_parser() -> argparse.ArgumentParser:
     keep_alive.add_argument("--keep-alive-max-attempts", default=5, type=int, metavar="N",
                             help="attempts per keep-alive before giving up for the day (default: %(default)s)")
     _add_serve(commands)
+    _add_plan(commands)
     return parser
+
+
+def _add_plan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    # Values are kept as text here and parsed by linepool.handlers.plan, so that `--help` stays instant
+    # and every bad value gets the same kind of message and exit code 2.
+    plan = commands.add_parser(
+        "plan", help="plan capacity: servers, lines and inventory runway for a traffic model",
+        description="Simulate a pool hour by hour with the operator's own decisions (assignment, stopAt/resumeAt, "
+                    "scale-ups with cooldown, inventory) under a traffic model, and say when it scales, when the "
+                    "inventory runs out and how many lines to order by when.",
+    )
+    source = plan.add_mutually_exclusive_group()
+    source.add_argument("-f", "--file", metavar="POOL.yaml",
+                        help="a LinePool manifest, optionally with its MessagingServers in the same file")
+    source.add_argument("--from-cluster", metavar="NAMESPACE/POOL",
+                        help="read the pool and its history from the cluster (not implemented yet)")
+    plan.add_argument("--servers", type=int, metavar="N",
+                      help="when the file lists no servers: start with N servers from scaling.serverTemplate, "
+                           "each with scaling.linesPerServer lines")
+    plan.add_argument("--initial-users", type=int, default=0, metavar="N",
+                      help="users already on the servers' lines at the start (default: %(default)s)")
+    plan.add_argument("--new-users-per-day", metavar="N", help="new users arriving per day, e.g. 200")
+    plan.add_argument("--growth", default="0", metavar="RATE",
+                      help="growth of the new users per day, e.g. 5%%/week or 1%%/day (default: %(default)s)")
+    plan.add_argument("--churn", default="0", metavar="RATE",
+                      help="share of the users leaving, e.g. 2%%/week (default: %(default)s)")
+    plan.add_argument("--messages-per-user-per-day", metavar="N", help="messages each user's line sends a day")
+    plan.add_argument("--inbound-first", default="100%", metavar="SHARE",
+                      help="share of new users who write first (default: %(default)s)")
+    plan.add_argument("--days", type=int, default=90, metavar="N", help="days to plan, 1 to 730 (default: %(default)s)")
+    plan.add_argument("--lead-time", default="7d", metavar="DURATION",
+                      help="how long a new line takes to provision (default: %(default)s)")
+    plan.add_argument("--plot", metavar="FILE.png", help="also draw the plan to this PNG file (needs matplotlib)")
+    plan.add_argument("--output", choices=["table", "json"], default="table",
+                      help="print a table or JSON (default: %(default)s)")
 
 
 def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -171,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.command == "serve":
         return serve(args)
+    if args.command == "plan":
+        from linepool.handlers.plan import plan
+
+        return plan(args)
     parser.print_help()
     return 0
 
