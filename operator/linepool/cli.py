@@ -69,7 +69,8 @@ def _add_plan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     source.add_argument("-f", "--file", metavar="POOL.yaml",
                         help="a LinePool manifest, optionally with its MessagingServers in the same file")
     source.add_argument("--from-cluster", metavar="NAMESPACE/POOL",
-                        help="read the pool and its history from the cluster (not implemented yet)")
+                        help="read the pool and its servers from the cluster, and fit the traffic model to the last "
+                             "28 days of its Prometheus history (at least 3)")
     plan.add_argument("--servers", type=int, metavar="N",
                       help="when the file lists no servers: start with N servers from scaling.serverTemplate, "
                            "each with scaling.linesPerServer lines")

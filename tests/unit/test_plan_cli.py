@@ -144,7 +144,13 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_from_cluster_is_not_implemented_yet() -> None:
-    result = run_plan("--from-cluster", "messaging/web", "--days", "30")
+@pytest.mark.parametrize(("args", "words"), [
+    (["--from-cluster", "web"], "must be NAMESPACE/POOL"),
+    (["--from-cluster", "messaging/web", "--new-users-per-day", "200"], "come from the pool's history"),
+    (["--from-cluster", "messaging/web", "--growth", "5%/week"], "come from the pool's history"),
+])
+def test_from_cluster_refuses_a_model_and_a_bad_name(args: list[str], words: str) -> None:
+    result = run_plan(*args, "--days", "30")
     assert result.returncode == 2
-    assert "not implemented yet: use -f" in result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr

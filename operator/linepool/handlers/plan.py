@@ -23,10 +23,12 @@ from typing import Any, TextIO, TypeVar
 
 import yaml
 
+from linepool.adapters.plan_history import PlanSourceError, daily_history, read_pool
 from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, ServerSpec, parse_pool_spec, parse_server_spec
 from linepool.logic.plan import MAX_DAYS, PlanDay, PlanResult, PlanServer, TrafficModel, simulate
+from linepool.logic.plan_fit import HistoryFit, NotEnoughHistory, fit_history
 
 # Beyond these, a figure is a typo, not a plan.
 MAX_WEEKLY_RATE = 1.0  # growth or churn of 100% a week
@@ -106,6 +108,11 @@ def read_manifests(path: str, *, servers: int | None) -> Manifests:
         raise PlanInputError(f"{path}: not valid YAML: {exc}") from None
     if not all(isinstance(doc, Mapping) for doc in documents):
         raise PlanInputError(f"{path}: every document must be a Kubernetes object (a mapping)")
+    return manifests_from(documents, path=path, servers=servers)
+
+
+def manifests_from(documents: Sequence[Mapping[str, Any]], *, path: str, servers: int | None) -> Manifests:
+    """The LinePool among ``documents`` and its MessagingServers (or ``servers`` from the template)."""
     pools = [doc for doc in documents if doc.get("kind") == "LinePool"]
     if len(pools) != 1:
         raise PlanInputError(f"{path}: needs exactly one LinePool document, found {len(pools)}")
@@ -185,32 +192,92 @@ def plan(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO |
     """Run ``linepool plan``; the clock is passed in (the start of the plan is the current hour)."""
     out = out or sys.stdout
     if args.from_cluster:
-        print("linepool plan: --from-cluster is not implemented yet: use -f POOL.yaml with a traffic model",
-              file=sys.stderr)
-        return 2
+        return plan_from_cluster(args, now=now, out=out)
     try:
         if not args.file:
             raise PlanInputError("-f/--file POOL.yaml is required")
-        if not 1 <= args.days <= MAX_DAYS:
-            raise PlanInputError(f"--days: must be between 1 and {MAX_DAYS}, not {args.days}")
-        try:
-            lead_time = parse_duration(args.lead_time)
-        except ValueError as exc:
-            raise PlanInputError(f"--lead-time: {exc}") from None
-        if not timedelta(0) <= lead_time <= MAX_LEAD_TIME:
-            raise PlanInputError(f"--lead-time: must be between 0 and 365d, not {args.lead_time!r}")
+        lead_time = _lead_time(args)
         model = traffic_model(args)
         manifests = read_manifests(args.file, servers=args.servers)
-        if args.plot:
-            _check_plot_target(args.plot)
     except PlanInputError as exc:
         print(f"linepool plan: {exc}", file=sys.stderr)
         return 2
+    return _run(args, manifests=manifests, model=model, lead_time=lead_time, now=now, out=out)
+
+
+def _lead_time(args: argparse.Namespace) -> timedelta:
+    if not 1 <= args.days <= MAX_DAYS:
+        raise PlanInputError(f"--days: must be between 1 and {MAX_DAYS}, not {args.days}")
+    try:
+        lead_time = parse_duration(args.lead_time)
+    except ValueError as exc:
+        raise PlanInputError(f"--lead-time: {exc}") from None
+    if not timedelta(0) <= lead_time <= MAX_LEAD_TIME:
+        raise PlanInputError(f"--lead-time: must be between 0 and 365d, not {args.lead_time!r}")
+    if args.plot:
+        _check_plot_target(args.plot)
+    return lead_time
+
+
+def plan_from_cluster(args: argparse.Namespace, *, now: datetime | None, out: TextIO) -> int:
+    """Live mode: the pool from the cluster, the traffic model fitted to its Prometheus history."""
+    moment = now or datetime.now(UTC)
+    try:
+        namespace, _, name = str(args.from_cluster).partition("/")
+        if not namespace or not name or "/" in name:
+            raise PlanInputError(f"--from-cluster: {args.from_cluster!r} must be NAMESPACE/POOL")
+        given = [flag for flag, value in (("--new-users-per-day", args.new_users_per_day),
+                                          ("--messages-per-user-per-day", args.messages_per_user_per_day),
+                                          ("--servers", args.servers)) if value is not None]
+        if given or args.growth != "0" or args.initial_users:
+            raise PlanInputError(f"--from-cluster: {', '.join(given) or '--growth/--initial-users'} come from the "
+                                 "pool's history; drop them, or plan a model with -f")
+        lead_time = _lead_time(args)
+        churn = parse_weekly_rate(args.churn, flag="--churn")
+        inbound = parse_share(args.inbound_first, flag="--inbound-first")
+        cluster = read_pool(namespace=namespace, name=name)
+        manifests = manifests_from([cluster.pool, *cluster.servers], path=f"LinePool {namespace}/{name}",
+                                   servers=None)
+        new_users, messages = daily_history(spec=manifests.spec, servers=[s.name for s in manifests.servers],
+                                            now=moment)
+        try:
+            fit = fit_history(new_users=new_users, messages=messages)
+        except NotEnoughHistory as exc:
+            raise PlanInputError(f"Prometheus at {manifests.spec.metrics.prometheus_url} {exc} for the servers of "
+                                 f"{namespace}/{name}; plan a model with -f until there is more") from None
+        model = TrafficModel(new_users_per_day=fit.new_users_per_day, weekly_growth=fit.weekly_growth,
+                             messages_per_user_per_day=fit.messages_per_user_per_day, weekly_churn=churn,
+                             inbound_first=inbound, initial_users=fit.users)
+    except (PlanInputError, PlanSourceError) as exc:
+        print(f"linepool plan: {exc}", file=sys.stderr)
+        return 2
+    print(fit_summary(fit), file=sys.stderr if args.output == "json" else out)
+    return _run(args, manifests=manifests, model=model, lead_time=lead_time, now=moment, out=out,
+                extra={"history": fit_json(fit)})
+
+
+def fit_summary(fit: HistoryFit) -> str:
+    shrinking = " (the pool is shrinking; planned with no growth)" if fit.shrinking else ""
+    return (f"History: {fit.days} days from Prometheus. Fitted: {fit.new_users_per_day:,.0f} new users a day today, "
+            f"growing {fit.weekly_growth:.1%} a week{shrinking} (R² {fit.growth_r2:.2f}); "
+            f"{fit.messages_per_user_per_day:.2f} messages per user a day (R² {fit.messages_r2:.2f}); "
+            f"about {fit.users:,} users now.\n")
+
+
+def fit_json(fit: HistoryFit) -> dict[str, Any]:
+    return {"days": fit.days, "newUsersPerDay": round(fit.new_users_per_day, 2),
+            "weeklyGrowth": round(fit.weekly_growth, 4), "growthR2": round(fit.growth_r2, 4),
+            "shrinking": fit.shrinking, "messagesPerUserPerDay": round(fit.messages_per_user_per_day, 3),
+            "messagesR2": round(fit.messages_r2, 4), "users": fit.users}
+
+
+def _run(args: argparse.Namespace, *, manifests: Manifests, model: TrafficModel, lead_time: timedelta,
+         now: datetime | None, out: TextIO, extra: dict[str, Any] | None = None) -> int:
     start = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     result = simulate(spec=manifests.spec, servers=manifests.servers, model=model, days=args.days, start=start,
                       pool=manifests.pool, lead_time=lead_time)
     if args.output == "json":
-        json.dump(result_json(result), out, indent=2)
+        json.dump({**result_json(result), **(extra or {})}, out, indent=2)
         out.write("\n")
     else:
         out.write(render_table(result, pool=manifests.pool, lead_time=lead_time))
