@@ -49,13 +49,14 @@ def test_saturation_flips_the_label_and_hysteresis_holds_it(sandbox: Sandbox) ->
 def test_a_steady_cycle_writes_nothing(sandbox: Sandbox) -> None:
     sandbox.pool("calm", scaling={"mode": "Auto", "minServers": 1, "maxServers": 3})
     sandbox.server("calm-0", "calm", ["+14155551100", "+14155551101"])
-    # 10.5%: mid-way between whole percents. increase() on a series seconds old extrapolates
-    # by up to a scrape interval over the series' age; that has to fade below half a percent
-    # before the figure is steady, as it always is on a fleet that has run for a while.
-    sandbox.send("calm-0", 525)
+    # 1.5%: mid-way between whole percents (status rounds down). increase() on a series seconds
+    # old extrapolates by up to a scrape interval over the series' age: a few percent of the
+    # figure, more when a loaded machine delays scrapes. At 10.5% that once crossed 11% under
+    # load; at 1.5% (1.7% with the traffic below) even a 30% reading error stays under 2%.
+    sandbox.send("calm-0", 75)
     traffic_started = time.monotonic()
     operator = sandbox.start_operator()
-    wait_for(lambda: sandbox.status("messagingservers", "calm-0").get("messagesInWindow", 0) >= 500,
+    wait_for(lambda: sandbox.status("messagingservers", "calm-0").get("messagesInWindow", 0) >= 70,
              what="traffic observed")
     wait_for(lambda: sandbox.condition("linepools", "calm", "Ready").get("status") == "True", what="pool Ready")
 
