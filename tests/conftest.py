@@ -66,9 +66,8 @@ def namespace(kube: KubeApiServer) -> str:
     return new_namespace(kube)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session (it starts in about a second)."""
+def started_postgres() -> Iterator[PostgresServer]:
+    """A started PostgreSQL server, stopped afterwards; the test is skipped when it is not installed."""
     server = PostgresServer()
     try:
         server.start()
@@ -78,6 +77,12 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (it starts in about a second)."""
+    yield from started_postgres()
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from linepool.handlers.placement_service import ServeOptions, build_service, parse_listen
+    from linepool.handlers.placement_service import ServeOptions, build_service
     from linepool.handlers.placement_service import serve as run_service
     from linepool.process import configure_logging, tune_garbage_collector
 
@@ -187,8 +187,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     # Bad flags fail at once, with the flag named, rather than after the server is up.
     try:
-        parse_listen(options.listen)
-        service = build_service(options=options)
+        service = build_service(options=options)  # parses --listen and --database too
     except ValueError as exc:
         print(f"linepool serve: {exc}", file=sys.stderr)
         return 2

@@ -125,21 +125,24 @@ def test_a_short_run_shows_the_pool_and_stops_everything(tmp_path: pathlib.Path)
     assert "Signal SIGTERM is received" in (workdir / 'operator.log').read_text()
 
 
+class Sink:
+    """Records what the simulated users send and which lines new users start conversations on."""
+
+    def __init__(self) -> None:
+        self.sent: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.new: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def send(self, server: str, line: str, n: int = 1) -> None:
+        self.sent[server, line] += n
+
+    def receive(self, server: str, line: str, n: int = 1) -> None:
+        pass
+
+    def new_conversations(self, server: str, line: str, n: int = 1) -> None:
+        self.new[server, line] += n
+
+
 def test_new_users_follow_the_assignable_lines_and_the_traffic_is_deterministic() -> None:
-    class Sink:
-        def __init__(self) -> None:
-            self.sent: collections.Counter[tuple[str, str]] = collections.Counter()
-            self.new: collections.Counter[tuple[str, str]] = collections.Counter()
-
-        def send(self, server: str, line: str, n: int = 1) -> None:
-            self.sent[server, line] += n
-
-        def receive(self, server: str, line: str, n: int = 1) -> None:
-            pass
-
-        def new_conversations(self, server: str, line: str, n: int = 1) -> None:
-            self.new[server, line] += n
-
     sink = Sink()
     traffic = Traffic(sink=sink, activity=Profile(((0.0, 0.5),)), arrivals=Profile(((0.0, 2.0),)))
     traffic.add_lines(server='a', lines=['a1', 'a2'], conversations=(4, 2))
@@ -159,20 +162,6 @@ def test_new_users_follow_the_assignable_lines_and_the_traffic_is_deterministic(
 
 
 def test_a_halted_line_sends_nothing_and_gets_no_new_user() -> None:
-    class Sink:
-        def __init__(self) -> None:
-            self.sent: collections.Counter[tuple[str, str]] = collections.Counter()
-            self.new: collections.Counter[tuple[str, str]] = collections.Counter()
-
-        def send(self, server: str, line: str, n: int = 1) -> None:
-            self.sent[server, line] += n
-
-        def receive(self, server: str, line: str, n: int = 1) -> None:
-            pass
-
-        def new_conversations(self, server: str, line: str, n: int = 1) -> None:
-            self.new[server, line] += n
-
     sink = Sink()
     traffic = Traffic(sink=sink, activity=Profile(((0.0, 0.5),)), arrivals=Profile(((0.0, 2.0),)))
     traffic.add_lines(server='a', lines=['a1', 'a2'], conversations=(4, 4))

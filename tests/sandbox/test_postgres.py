@@ -18,6 +18,7 @@ import pytest
 
 from linepool.sandbox import postgres as postgres_module
 from linepool.sandbox.postgres import PostgresNotInstalled, PostgresServer
+from tests.conftest import started_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +54,7 @@ def _children(pid: int) -> list[int]:
 @pytest.fixture
 def own_server() -> Iterator[PostgresServer]:
     """A server of the test's own, for tests that stop it; skipped like ``postgres`` when not installed."""
-    server = PostgresServer()
-    try:
-        server.start()
-    except PostgresNotInstalled as e:
-        pytest.skip(str(e))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from started_postgres()
 
 
 def test_committed_rows_survive_a_restart(postgres: PostgresServer, postgres_url: str) -> None:

@@ -187,8 +187,9 @@ def create_app(service: Service) -> FastAPI:
 
     def count_rejected(request: Request, code: int) -> None:
         # Only for pools that exist: a label per made-up path would let any caller grow the metrics.
+        # (The watch holds no pool of an unwatched namespace, so ``facts`` is None for those too.)
         namespace, pool = request.path_params.get("namespace"), request.path_params.get("pool")
-        if 400 <= code < 500 and namespace and pool and service.watch.watches(namespace) \
+        if 400 <= code < 500 and namespace and pool \
                 and service.watch.facts(namespace=namespace, name=pool) is not None:
             telemetry.placements.labels(namespace, pool, "rejected").inc()
 
@@ -242,7 +243,7 @@ def create_app(service: Service) -> FastAPI:
         body: dict[str, Any] = {
             "user": placement.user, "line": placement.line, "server": placement.server,
             "placedAt": placement.placed_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "moved": moved,
-            "lineState": (line.state.value if line and line.state else "Unknown") if line else "Gone",
+            "lineState": "Gone" if line is None else line.state.value if line.state else "Unknown",
             "deepLinks": {"ios": links.ios, "android": links.android}, "link": link,
             "contactCard": _card_url(public=service.public_url, placement=placement),
         }
@@ -350,7 +351,7 @@ def create_app(service: Service) -> FastAPI:
              responses={200: {"content": {"text/vcard": {}}, "description": "A vCard 3.0."}, 404: ERRORS[404]},
              summary="The line's contact card (public: it is shared with end users)")
     async def contact(namespace: str, pool: str, line: str) -> Response:
-        facts = service.watch.facts(namespace=namespace, name=pool) if service.watch.watches(namespace) else None
+        facts = service.watch.facts(namespace=namespace, name=pool)
         if facts is None or line not in facts.lines:
             raise ApiError(404, "NotFound", f"no line {line} in LinePool {namespace}/{pool}")
         card = vcard(line=line, card=facts.contact_card, pool_name=pool)

@@ -48,11 +48,11 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def build_service(*, options: ServeOptions, clock: Callable[[], datetime] = utc_now) -> Service:
     """The adapters a service needs, from its options; raises ``ValueError`` for a bad flag."""
+    host, port = parse_listen(options.listen)
     store = open_store(options.database)
     api_client = load_api_client()
     access: Access = (TokenFileAccess(path=options.token_file) if options.token_file
                       else KubernetesAccess(api_client=api_client))
-    host, port = parse_listen(options.listen)
     public = (options.public_url or f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}").rstrip("/")
     watch = PoolWatch(api_client=api_client, namespaces=options.namespaces)
     return Service(store=store, watch=watch, access=access, public_url=public, telemetry=Telemetry.create(),
