@@ -85,8 +85,9 @@ def _add_plan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     plan.add_argument("--inbound-first", default="100%", metavar="SHARE",
                       help="share of new users who write first (default: %(default)s)")
     plan.add_argument("--days", type=int, default=90, metavar="N", help="days to plan, 1 to 730 (default: %(default)s)")
-    plan.add_argument("--lead-time", default="7d", metavar="DURATION",
-                      help="how long a new line takes to provision (default: %(default)s)")
+    plan.add_argument("--lead-time", metavar="DURATION",
+                      help="how long a new line takes to provision (default: the pool's spec.forecast.leadTime, 7d "
+                           "unless set)")
     plan.add_argument("--plot", metavar="FILE.png", help="also draw the plan to this PNG file (needs matplotlib)")
     plan.add_argument("--output", choices=["table", "json"], default="table",
                       help="print a table or JSON (default: %(default)s)")

@@ -76,6 +76,26 @@ FLAG_REPORTS = Counter(
 OLDEST_ACTIVITY_AGE = Gauge(
     "linepool_pool_oldest_line_activity_age_seconds",
     "Seconds since the least recently active line of the pool had traffic.", LABELS)
+FORECAST_RUNWAY = Gauge(
+    "linepool_pool_inventory_runway_days",
+    "Whole days until the pool's spare inventory runs out, as status.forecast projects it; +Inf when it lasts "
+    "beyond spec.forecast.horizon. Absent while the pool has no forecast.", LABELS)
+FORECAST_NEXT_SCALE_UP = Gauge(
+    "linepool_pool_next_scale_up_days",
+    "Whole days until the pool's next projected scale-up; +Inf when none falls within spec.forecast.horizon. "
+    "Absent while the pool has no forecast.", LABELS)
+FORECAST_LEAD_TIME = Gauge(
+    "linepool_pool_forecast_lead_time_days",
+    "The pool's spec.forecast.leadTime in days: how long new lines take to provision.", LABELS)
+FORECAST_QUERIES = Counter(
+    "linepool_forecast_history_queries_total",
+    "Range queries made for the pool's capacity forecast (at most one an hour), by outcome.", (*LABELS, "outcome"))
+
+
+def forget_forecast(*, namespace: str, pool: str) -> None:
+    """Drop a pool's forecast series: it has no forecast (disabled, too little history, deleted)."""
+    for gauge in (FORECAST_RUNWAY, FORECAST_NEXT_SCALE_UP, FORECAST_LEAD_TIME):
+        _remove(gauge, namespace, pool)
 
 
 def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
@@ -83,6 +103,7 @@ def forget_pool(*, namespace: str, pool: str, servers: list[str]) -> None:
     for gauge in (POOL_UTILIZATION, POOL_ASSIGNABLE_LINES, POOL_INVENTORY_LINES, POOL_STOP_AT, POOL_SCALE_UP_AT,
                   OLDEST_ACTIVITY_AGE):
         _remove(gauge, namespace, pool)
+    forget_forecast(namespace=namespace, pool=pool)
     for labelled, values in ((POOL_CONDITION, _CONDITION_TYPES), (POOL_SERVERS, _SERVER_STATES),
                              (POOL_LINES, _LINE_STATES), (KEEPALIVE_LINES, _KEEPALIVE_STAGES),
                              (FLAG_RISK_LINES, (*_HEALTH_PATTERNS, "any")), (FLAG_RISK_UNMEASURED, _HEALTH_PATTERNS)):

@@ -23,6 +23,7 @@ from linepool.sandbox.operator_process import OperatorProcess
 from linepool.sandbox.prometheus import PrometheusProcess
 from tests.chart.helm import pinned_helm
 from tests.conftest import OPERATOR_USER, new_namespace
+from tests.integration.history import start_history
 
 T = TypeVar("T")
 GROUP_VERSION = "linepool.dev/v1alpha1"
@@ -64,6 +65,16 @@ def prometheus(fleet: Fleet) -> Iterator[PrometheusProcess]:
         wait_for(lambda: running.query('imessage_messages_sent_total{server="warmup-0"}'),
                  timeout=30, what="Prometheus to scrape the fleet")
         yield running
+
+
+@pytest.fixture(scope="session")
+def history() -> Iterator[PrometheusProcess]:
+    """A Prometheus with twelve days of known growth (tests/integration/history.py), and no scrapes."""
+    server = start_history()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @dataclass(frozen=True)

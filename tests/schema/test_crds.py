@@ -280,6 +280,8 @@ LINEPOOL_COLUMNS = [
     ("Max", "integer", ".spec.scaling.maxServers", 1),
     ("Inventory", "integer", ".status.lines.inventory", 1),
     ("Metrics", "string", '.status.conditions[?(@.type=="MetricsAvailable")].status', 1),
+    ("Runway", "integer", ".status.forecast.inventoryRunwayDays", 1),
+    ("ScaleUpIn", "integer", ".status.forecast.nextScaleUpInDays", 1),
     ("LastScale", "date", ".status.lastScaleTime", 1),
     ("AtRisk", "integer", ".status.keepAlive.atRisk", 1),
     ("KeepAlive", "string", '.status.conditions[?(@.type=="KeepAliveHealthy")].status', 1),

@@ -22,9 +22,10 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from linepool.adapters.kubernetes import load_api_client
-from linepool.adapters.prometheus import render_queries
+from linepool.adapters.prometheus import history_queries
 from linepool.api import GROUP, POOLS, SERVERS, VERSION
 from linepool.api.spec import PoolSpec
+from linepool.logic.plan_fit import daily_series
 
 HISTORY_DAYS = 28
 
@@ -65,13 +66,13 @@ def daily_history(*, spec: PoolSpec, servers: list[str], now: datetime,
     from prometheus_api_client import MetricRangeDataFrame, PrometheusConnect  # noqa: PLC0415
     from prometheus_api_client.exceptions import PrometheusApiClientException  # noqa: PLC0415
 
-    queries = render_queries(templates=spec.metrics.queries, servers=servers, window="1d")
+    new_users_query, sent_query = history_queries(templates=spec.metrics.queries, servers=servers)
     client = PrometheusConnect(url=spec.metrics.prometheus_url, disable_ssl=False)
     start = now - timedelta(days=days)
 
-    def per_day(query: str) -> dict[Any, float]:
+    def per_day(query: str) -> dict[float, float]:
         try:
-            answer = client.custom_query_range(query=f"sum({query})", start_time=start, end_time=now, step="86400")
+            answer = client.custom_query_range(query=query, start_time=start, end_time=now, step="86400")
         except (PrometheusApiClientException, OSError, ValueError) as exc:
             # requests' errors (refused, timed out) are OSErrors.
             raise PlanSourceError(f"Prometheus at {spec.metrics.prometheus_url} did not answer: "
@@ -79,11 +80,6 @@ def daily_history(*, spec: PoolSpec, servers: list[str], now: datetime,
         if not answer:
             return {}
         frame = MetricRangeDataFrame(answer)  # indexed by timestamp, one row per day
-        return {stamp: float(value) for stamp, value in frame["value"].astype(float).items()}
+        return {stamp.timestamp(): float(value) for stamp, value in frame["value"].astype(float).items()}
 
-    new_users, messages = per_day(queries.new_conversations), per_day(queries.sent)
-    both = sorted(set(new_users) & set(messages))
-    if 0 < len(both) <= days:
-        # The series began inside the range: its first day is only partly counted.
-        both = both[1:]
-    return [new_users[t] for t in both], [messages[t] for t in both]
+    return daily_series(new_users=per_day(new_users_query), messages=per_day(sent_query), days=days)

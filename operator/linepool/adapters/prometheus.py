@@ -9,7 +9,8 @@ its pattern's threshold, and per-server ``has_*`` parts say which relays export 
 so a healthy line costs nothing to read, and a pattern whose metric a relay lacks reads
 unmeasured rather than healthy. Flag forensics makes two more queries
 per flag, not per poll: when the line turned flagged (:meth:`PrometheusClient.flag_time`), and
-what it did in the hour before (:meth:`PrometheusClient.flag_figures`).
+what it did in the hour before (:meth:`PrometheusClient.flag_figures`). The capacity forecast
+makes one range query per pool per hour at most (:meth:`PrometheusClient.daily_history`).
 """
 
 import asyncio
@@ -18,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 
@@ -34,6 +36,9 @@ class PrometheusError(Exception):
 
 # Marks which side of the combined activity query a series came from.
 SOURCE_LABEL = "linepool_source"
+# Marks which side of the combined history query a series came from.
+HISTORY_LABEL = "linepool_history"
+DAY = timedelta(days=1)
 
 # The values of the `streak` label of imessage_unanswered_sends_total, in order; "5+" is 5 and more.
 STREAKS = ("1", "2", "3", "4", "5+")
@@ -91,6 +96,23 @@ def render_queries(
                               quiet_since=quiet_since)
                 if health is not None and health.enabled else None),
     )
+
+
+def history_queries(*, templates: QueryTemplates, servers: list[str]) -> tuple[str, str]:
+    """New conversations and messages sent per day, summed over ``servers``: the history a forecast fits.
+
+    Rendered from the pool's own templates (so overrides in ``spec.metrics.queries`` apply), with a
+    one-day window: run at one-day steps, each point is the day before it.
+    """
+    queries = render_queries(templates=templates, servers=servers, window="1d")
+    return f"sum({queries.new_conversations})", f"sum({queries.sent})"
+
+
+def history_query(*, templates: QueryTemplates, servers: list[str]) -> str:
+    """Both :func:`history_queries` in one, told apart by HISTORY_LABEL: one range query per forecast."""
+    new_users, sent = history_queries(templates=templates, servers=servers)
+    return (f'label_replace({new_users}, "{HISTORY_LABEL}", "new_users", "", "") or '
+            f'label_replace({sent}, "{HISTORY_LABEL}", "sent", "", "")')
 
 
 def promql_duration(length: timedelta) -> str:
@@ -271,7 +293,7 @@ def _string(value: str) -> str:
 
 
 class PrometheusClient:
-    """A small async client of the Prometheus HTTP API (instant queries only)."""
+    """A small async client of the Prometheus HTTP API: instant queries, and the forecast's range query."""
 
     def __init__(self, *, session: aiohttp.ClientSession, timeout: float = QUERY_TIMEOUT_SECONDS) -> None:
         self._session = session
@@ -280,10 +302,29 @@ class PrometheusClient:
     async def query(self, *, base_url: str, promql: str, at: datetime) -> list[Sample]:
         """Run one instant query; return its vector as (labels, value) pairs."""
         url = base_url.rstrip("/") + "/api/v1/query"
+        body = await self._post(url=url, base_url=base_url, form={"query": promql, "time": f"{at.timestamp():.3f}"})
+        return _parse_vector(body, url=url)
+
+    async def query_range(self, *, base_url: str, promql: str, start: datetime, end: datetime,
+                          step: timedelta) -> list[tuple[dict[str, str], dict[float, float]]]:
+        """Run one range query; return each series as (labels, {unix time: value})."""
+        url = base_url.rstrip("/") + "/api/v1/query_range"
+        body = await self._post(url=url, base_url=base_url, form={
+            "query": promql, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}",
+            "step": f"{step.total_seconds():g}"})
+        return _parse_matrix(body, url=url)
+
+    async def daily_history(self, *, base_url: str, templates: QueryTemplates, servers: list[str], now: datetime,
+                            days: int) -> tuple[dict[float, float], dict[float, float]]:
+        """New users and messages sent per day over the last ``days`` days, by the day's end: one range query."""
+        rows = await self.query_range(base_url=base_url, promql=history_query(templates=templates, servers=servers),
+                                      start=now - days * DAY, end=now, step=DAY)
+        by_side = {labels.get(HISTORY_LABEL): points for labels, points in rows}
+        return by_side.get("new_users", {}), by_side.get("sent", {})
+
+    async def _post(self, *, url: str, base_url: str, form: Mapping[str, str]) -> object:
         try:
-            async with self._session.post(
-                url, data={"query": promql, "time": f"{at.timestamp():.3f}"}, timeout=self._timeout
-            ) as response:
+            async with self._session.post(url, data=dict(form), timeout=self._timeout) as response:
                 try:
                     body = await response.json(content_type=None)
                 except ValueError:
@@ -293,7 +334,7 @@ class PrometheusClient:
             raise PrometheusError(f"cannot reach {base_url}: {type(exc).__name__}: {exc}") from None
         except TimeoutError:
             raise PrometheusError(f"{base_url} did not answer within {self._timeout.total:g}s") from None
-        return _parse_vector(body, url=url)
+        return body
 
     async def observe(self, *, base_url: str, queries: PoolQueries, at: datetime) -> Observation:
         """Run a pool's batch concurrently and join it into one observation."""
@@ -332,17 +373,36 @@ class PrometheusClient:
         return flag_figures(rows, server=server, line=line)
 
 
-def _parse_vector(body: object, *, url: str) -> list[Sample]:
+def _result(body: object, *, url: str, kind: str) -> list[Any]:
+    """The ``data.result`` of a successful answer of ``kind`` (vector or matrix)."""
     if not isinstance(body, Mapping):
         raise PrometheusError(f"{url} answered with something that is not a Prometheus response")
     if body.get("status") != "success":
         raise PrometheusError(f"query failed: {body.get('errorType', 'error')}: {body.get('error', 'unknown')}")
     data = body.get("data") or {}
-    if not isinstance(data, Mapping) or data.get("resultType") != "vector":
-        kind = data.get("resultType") if isinstance(data, Mapping) else data
-        raise PrometheusError(f"expected an instant vector, got {kind!r}")
+    if not isinstance(data, Mapping) or data.get("resultType") != kind:
+        found = data.get("resultType") if isinstance(data, Mapping) else data
+        raise PrometheusError(f"expected {'an instant vector' if kind == 'vector' else 'a range matrix'}, "
+                              f"got {found!r}")
+    result = data.get("result") or []
+    return result if isinstance(result, list) else []
+
+
+def _parse_matrix(body: object, *, url: str) -> list[tuple[dict[str, str], dict[float, float]]]:
+    series = []
+    for item in _result(body, url=url, kind="matrix"):
+        try:
+            labels = {str(k): str(v) for k, v in item["metric"].items()}
+            points = {float(t): float(v) for t, v in item["values"]}
+        except (KeyError, TypeError, ValueError):
+            continue
+        series.append((labels, {t: v for t, v in points.items() if not math.isnan(v)}))
+    return series
+
+
+def _parse_vector(body: object, *, url: str) -> list[Sample]:
     samples: list[Sample] = []
-    for item in data.get("result") or []:
+    for item in _result(body, url=url, kind="vector"):
         try:
             labels = {str(k): str(v) for k, v in item["metric"].items()}
             value = float(item["value"][1])

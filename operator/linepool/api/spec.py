@@ -38,6 +38,9 @@ MAX_MESSAGE_LENGTH = 320
 HEALTH_COOLDOWN_RANGE = ("5m", "24h")
 BURST_WITHIN_RANGE = ("1m", "1h")
 HEALTH_WINDOW_RANGE = ("1h", "72h")
+# Forecast: the limits the CRD schema states, checked again here.
+LEAD_TIME_RANGE = ("0d", "90d")
+HORIZON_RANGE = ("7d", "365d")
 # Contact card and placement: the limits the CRD schema states, checked again here. RE2's \s is
 # ASCII whitespace without \v, so the class is spelled out; fullmatch, since Python's $ also
 # matches before a final newline.
@@ -238,6 +241,17 @@ class PlacementSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ForecastSettings:
+    """The operator's capacity forecast (``status.forecast``): how far ahead, and how early lines are ordered."""
+
+    enabled: bool = True
+    # How long a new line takes to provision: the runway alert fires inside it.
+    lead_time: timedelta = timedelta(days=7)
+    # How far ahead the forecast simulates; a runway beyond it is reported as none.
+    horizon: timedelta = timedelta(days=90)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PoolSpec:
     quotas: Quotas
     assignment: Assignment
@@ -248,6 +262,7 @@ class PoolSpec:
     health: Health = field(default_factory=Health)
     contact_card: ContactCard | None = None
     placement: PlacementSettings = field(default_factory=PlacementSettings)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -446,7 +461,22 @@ def parse_pool_spec(spec: Mapping[str, Any]) -> PoolSpec:
         health=_parse_health(_section(spec, "health", "spec")),
         contact_card=_parse_contact_card(spec),
         placement=_parse_placement(_section(spec, "placement", "spec")),
+        forecast=_parse_forecast(_section(spec, "forecast", "spec")),
     )
+
+
+def _parse_forecast(raw: Mapping[str, Any]) -> ForecastSettings:
+    # The schema takes whole days only (as keepAlive.idleAfter); here any duration within range is accepted.
+    path = "spec.forecast"
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.enabled", f"must be true or false, not {enabled!r}")
+    lead_time = _bounded_duration(raw, "leadTime", path, default="7d", bounds=LEAD_TIME_RANGE)
+    horizon = _bounded_duration(raw, "horizon", path, default="90d", bounds=HORIZON_RANGE)
+    if lead_time > horizon:
+        raise SpecError(f"{path}.leadTime",
+                        f"must not be longer than horizon ({format_duration(horizon)}), not {raw.get('leadTime')!r}")
+    return ForecastSettings(enabled=enabled, lead_time=lead_time, horizon=horizon)
 
 
 def _parse_contact_card(spec: Mapping[str, Any]) -> ContactCard | None:

@@ -78,6 +78,8 @@ class Reason(StrEnum):
     AT_MAX_SERVERS = "AtMaxServers"
     INVENTORY_EXHAUSTED = "InventoryExhausted"
     WITHIN_LIMITS = "WithinLimits"
+    # Forecast.
+    INVENTORY_RUNNING_OUT = "InventoryRunningOut"
     # Spec.
     SPEC_VALID = "SpecValid"
     INVALID_SPEC = "InvalidSpec"

@@ -15,7 +15,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -24,9 +24,11 @@ from typing import Any, TextIO, TypeVar
 import yaml
 
 from linepool.adapters.plan_history import PlanSourceError, daily_history, read_pool
+from linepool.api.conditions import parse_time
 from linepool.api.durations import format_duration, parse_duration
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, ServerSpec, parse_pool_spec, parse_server_spec
+from linepool.logic.forecast import live_model, plan_start
 from linepool.logic.plan import MAX_DAYS, PlanDay, PlanResult, PlanServer, TrafficModel, simulate
 from linepool.logic.plan_fit import HistoryFit, NotEnoughHistory, fit_history
 
@@ -51,6 +53,8 @@ class Manifests:
     pool: str
     spec: PoolSpec
     servers: tuple[PlanServer, ...]
+    # The pool's status.lastScaleTime, when it has one: the cooldown runs on from it.
+    last_scale_time: datetime | None = None
 
 
 def _negative(match: re.Match[str] | None, text: str, *, flag: str) -> None:
@@ -205,17 +209,20 @@ def plan(args: argparse.Namespace, *, now: datetime | None = None, out: TextIO |
     return _run(args, manifests=manifests, model=model, lead_time=lead_time, now=now, out=out)
 
 
-def _lead_time(args: argparse.Namespace) -> timedelta:
+def _lead_time(args: argparse.Namespace) -> timedelta | None:
+    """--lead-time, None when not given (then the pool's spec.forecast.leadTime); also checks --days and --plot."""
     if not 1 <= args.days <= MAX_DAYS:
         raise PlanInputError(f"--days: must be between 1 and {MAX_DAYS}, not {args.days}")
+    if args.plot:
+        _check_plot_target(args.plot)
+    if args.lead_time is None:
+        return None
     try:
         lead_time = parse_duration(args.lead_time)
     except ValueError as exc:
         raise PlanInputError(f"--lead-time: {exc}") from None
     if not timedelta(0) <= lead_time <= MAX_LEAD_TIME:
         raise PlanInputError(f"--lead-time: must be between 0 and 365d, not {args.lead_time!r}")
-    if args.plot:
-        _check_plot_target(args.plot)
     return lead_time
 
 
@@ -236,8 +243,9 @@ def plan_from_cluster(args: argparse.Namespace, *, now: datetime | None, out: Te
         churn = parse_weekly_rate(args.churn, flag="--churn")
         inbound = parse_share(args.inbound_first, flag="--inbound-first")
         cluster = read_pool(namespace=namespace, name=name)
-        manifests = manifests_from([cluster.pool, *cluster.servers], path=f"LinePool {namespace}/{name}",
-                                   servers=None)
+        manifests = replace(
+            manifests_from([cluster.pool, *cluster.servers], path=f"LinePool {namespace}/{name}", servers=None),
+            last_scale_time=parse_time((cluster.pool.get("status") or {}).get("lastScaleTime")))
         new_users, messages = daily_history(spec=manifests.spec, servers=[s.name for s in manifests.servers],
                                             now=moment)
         try:
@@ -245,9 +253,8 @@ def plan_from_cluster(args: argparse.Namespace, *, now: datetime | None, out: Te
         except NotEnoughHistory as exc:
             raise PlanInputError(f"Prometheus at {manifests.spec.metrics.prometheus_url} {exc} for the servers of "
                                  f"{namespace}/{name}; plan a model with -f until there is more") from None
-        model = TrafficModel(new_users_per_day=fit.new_users_per_day, weekly_growth=fit.weekly_growth,
-                             messages_per_user_per_day=fit.messages_per_user_per_day, weekly_churn=churn,
-                             inbound_first=inbound, initial_users=fit.users)
+        # The model the operator's forecast (status.forecast) uses too, with the churn and share given here.
+        model = live_model(fit=fit, weekly_churn=churn, inbound_first=inbound)
     except (PlanInputError, PlanSourceError) as exc:
         print(f"linepool plan: {exc}", file=sys.stderr)
         return 2
@@ -271,11 +278,13 @@ def fit_json(fit: HistoryFit) -> dict[str, Any]:
             "messagesR2": round(fit.messages_r2, 4), "users": fit.users}
 
 
-def _run(args: argparse.Namespace, *, manifests: Manifests, model: TrafficModel, lead_time: timedelta,
+def _run(args: argparse.Namespace, *, manifests: Manifests, model: TrafficModel, lead_time: timedelta | None,
          now: datetime | None, out: TextIO, extra: dict[str, Any] | None = None) -> int:
-    start = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    result = simulate(spec=manifests.spec, servers=manifests.servers, model=model, days=args.days, start=start,
-                      pool=manifests.pool, lead_time=lead_time)
+    if lead_time is None:
+        lead_time = manifests.spec.forecast.lead_time
+    result = simulate(spec=manifests.spec, servers=manifests.servers, model=model, days=args.days,
+                      start=plan_start(now or datetime.now(UTC)), pool=manifests.pool, lead_time=lead_time,
+                      last_scale_time=manifests.last_scale_time)
     if args.output == "json":
         json.dump({**result_json(result), **(extra or {})}, out, indent=2)
         out.write("\n")

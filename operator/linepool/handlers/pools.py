@@ -32,8 +32,10 @@ from linepool.api.conditions import condition, format_time, merge_conditions, pa
 from linepool.api.errors import SpecError
 from linepool.api.spec import PoolSpec, ServerSpec, parse_pool_spec
 from linepool.api.types import ConditionType, LineState, Reason
+from linepool.handlers import forecast as forecasting
 from linepool.handlers.events import post_event
 from linepool.handlers.servers import report_missing_pool
+from linepool.logic.forecast import runs_out_within, status_patch
 from linepool.logic.health import explain_flag, quiet_period
 from linepool.logic.health_status import SUMMARY_KEYS as HEALTH_SUMMARY_KEYS
 from linepool.logic.health_status import FlagEvidence, needs_report
@@ -70,6 +72,7 @@ class PoolRuntime:
     # Servers whose token was read: None when that worked, else why not. Rebuilt after a restart
     # by the next send; until then a server simply has no CredentialsAvailable condition.
     credentials: dict[str, CredentialProblem | None] = field(default_factory=dict)
+    forecast: forecasting.ForecastMemory = field(default_factory=forecasting.ForecastMemory)
 
 
 # Signal first and cancel only if the loop has not left after 5s: a deleted pool still has to
@@ -185,8 +188,12 @@ async def reconcile_once(
     if decision.keep_alive.sends:
         results = await _send_keep_alives(decision=decision, pool=pool, memo=memo, runtime=runtime)
         decision = record_keep_alives(decision=decision, pool=pool, results=results, now=datetime.now(tz=UTC))
+    forecast = await forecasting.refresh(
+        pool=pool, decision=decision, memory=runtime.forecast, prometheus=prometheus, now=now, logger=logger,
+        servers={str(s["metadata"]["name"]): (s.get("metadata") or {}).get("generation") for s in own})
     try:
-        await _act(decision=decision, pool=pool, body=body, servers=own, writer=writer, now=now, logger=logger)
+        await _act(decision=decision, pool=pool, body=body, servers=own, writer=writer, now=now, logger=logger,
+                   forecast=forecast)
     except KubernetesError as error:
         telemetry.RECONCILE_ERRORS.labels(namespace, name, "kubernetes").inc()
         logger.error("Could not apply decisions for pool %s/%s: %s", namespace, name, error)
@@ -316,7 +323,7 @@ def server_view(snapshot: Mapping[str, Any]) -> ServerView:
 
 async def _act(*, decision: PoolDecision, pool: PoolView, body: Mapping[str, Any],
                servers: list[dict[str, Any]], writer: KubernetesWriter, now: datetime,
-               logger: kopf.Logger) -> None:
+               logger: kopf.Logger, forecast: Mapping[str, Any] | None = None) -> None:
     by_name = {str(s["metadata"]["name"]): s for s in servers}
     for outcome in decision.servers:
         snapshot = by_name[outcome.name]
@@ -342,8 +349,19 @@ async def _act(*, decision: PoolDecision, pool: PoolView, body: Mapping[str, Any
         telemetry.SCALE_EVENTS.labels(pool.namespace, pool.name, "blocked").inc()
 
     _post_events(decision.events, pool_body=body, servers=by_name)
+    previous_forecast = (body.get("status") or {}).get("forecast")
+    if forecast is not None:
+        pool_status["forecast"] = dict(forecast)
+        lead_time = pool.spec.forecast.lead_time
+        if runs_out_within(forecast, lead_time=lead_time) and not runs_out_within(previous_forecast,
+                                                                                  lead_time=lead_time):
+            post_event(body, type="Warning", reason=Reason.INVENTORY_RUNNING_OUT, message=str(forecast.get("message")))
     if needs_write(body.get("status"), pool_status):
-        await writer.patch_status(plural=POOLS, namespace=pool.namespace, name=pool.name, status=pool_status)
+        patch = dict(pool_status)
+        if previous_forecast is not None or forecast is not None:
+            # A figure that left the forecast (or the whole forecast) is removed, not kept by the merge.
+            patch["forecast"] = status_patch(previous=previous_forecast, current=forecast)
+        await writer.patch_status(plural=POOLS, namespace=pool.namespace, name=pool.name, status=patch)
         _count_write(pool, "pool-status")
 
 

@@ -21,9 +21,12 @@ Simplifications, each chosen so that the figures err on the side of needing capa
 
 Speed: a year of 1,000 servers is 8.8 million server-hours, so the per-server state is kept in
 plain lists of ints and floats, and per-line work is done only where a line's figures change
-(a placement, an expiring placement, churn).
+(a placement, an expiring placement, churn). What the pool needs, when its inventory runs short, is
+a second, unlimited-inventory run; it is forked from the real one at the hour they part rather than
+run again from day 0 (see :func:`simulate`).
 """
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,10 +34,10 @@ from datetime import date, datetime, timedelta
 from itertools import compress
 from operator import truediv
 
-from linepool.api.spec import PoolSpec
+from linepool.api.spec import PoolSpec, Scaling
 from linepool.api.types import LineState, Reason, RecommendedAction
 from linepool.logic.assignment import line_assignable, round_robin, server_assignable
-from linepool.logic.scaling import ScaleInputs, mode_allows_changes, plan_scale
+from linepool.logic.scaling import ScaleInputs, ScalePlan, mode_allows_changes, plan_scale
 
 HOURS_PER_DAY = 24
 DAYS_PER_WEEK = 7
@@ -119,6 +122,10 @@ class PlanSummary:
     lines_needed_at_end: int
     lines_to_order: int
     order_by: date | None
+    # The hour of first_scale_up_day's first ScaleUp decision (carried out, or only recommended in Off
+    # and DryRun), and the hour inventory_exhausted_day was reached.
+    first_scale_up_time: datetime | None = None
+    inventory_exhausted_time: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +144,9 @@ class _Run:
     servers: int
     lines: int
     planned_used: int
+    first_scale_up_time: datetime | None
     exhausted_day: int | None
+    exhausted_time: datetime | None
     inventory_short: bool
 
 
@@ -150,6 +159,7 @@ def simulate(
     start: datetime,
     pool: str = "pool",
     lead_time: timedelta = DEFAULT_LEAD_TIME,
+    last_scale_time: datetime | None = None,
 ) -> PlanResult:
     """Simulate ``days`` days of the pool from ``start``, and say what it needs.
 
@@ -157,16 +167,20 @@ def simulate(
     lines at the end, lines to order) comes from a second run whose inventory never runs out: after
     the pool's own spare lines it draws synthetic ones (``planned-N``). Its servers and lines at the
     end are what the pool would have if it could always grow, and the synthetic lines it used are
-    the lines to order. When the real run was never held back by its inventory the two runs are the
-    same, and the second is not run; when it was, planning takes twice as long (the second run
-    starts again from day 0 rather than from the first shortage).
+    the lines to order. The two runs are the same hour for hour until the first scale decision the
+    real inventory changes (the unlimited run would add a server the real one cannot, or more of
+    them), so the second run does not start again from day 0: it is a copy of the real run's state
+    taken just before that decision (before any synthetic line is drawn), carried on to the end.
+    When there is no such hour (the real run is never held back by its inventory, or the mode is
+    Off or DryRun, which add no server either way) the second run is not run at all.
+
+    ``last_scale_time`` is the pool's last scale-up before ``start`` (its ``status.lastScaleTime``):
+    the scaling cooldown counts from it from the first hour, as in the operator.
     """
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"days must be between 1 and {MAX_DAYS}, not {days}")
-    real = _run(spec=spec, servers=servers, model=model, days=days, start=start, pool=pool, unlimited=False)
-    unlimited = real
-    if real.inventory_short:
-        unlimited = _run(spec=spec, servers=servers, model=model, days=days, start=start, pool=pool, unlimited=True)
+    real, unlimited = _runs(spec=spec, servers=servers, model=model, days=days, start=start, pool=pool,
+                            last_scale_time=last_scale_time)
     first_scale_up = next((row.day for row in real.days if row.scale_ups or row.recommended), None)
     lines_to_order = unlimited.planned_used
     order_by: date | None = None
@@ -183,257 +197,441 @@ def simulate(
             lines_needed_at_end=unlimited.lines,
             lines_to_order=lines_to_order,
             order_by=order_by,
+            first_scale_up_time=real.first_scale_up_time,
+            inventory_exhausted_time=real.exhausted_time,
         ),
     )
 
 
+def _runs(*, spec: PoolSpec, servers: Sequence[PlanServer], model: TrafficModel, days: int, start: datetime,
+          pool: str, last_scale_time: datetime | None) -> tuple[_Run, _Run]:
+    """The real run, and the unlimited one: forked from the real run where they part, or the same run."""
+    real = _Sim(setup=_Setup.of(spec=spec, model=model, days=days, start=start, pool=pool),
+                servers=servers, last_scale_time=last_scale_time)
+    twin = real.run(unlimited=False, fork=True)
+    if twin is None:
+        outcome = real.outcome()
+        return outcome, outcome
+    twin.run(unlimited=True)
+    return real.outcome(), twin.outcome()
+
+
 def _run(*, spec: PoolSpec, servers: Sequence[PlanServer], model: TrafficModel, days: int, start: datetime,
-         pool: str, unlimited: bool) -> _Run:
-    scaling = spec.scaling
-    stop_at, resume_at = spec.assignment.stop_at, spec.assignment.resume_at
-    budget = spec.quotas.new_conversations_per_line_per_day
-    default_quota = spec.quotas.messages_per_server_per_day
-    template_quota = scaling.server_template.spec.get("dailyMessageQuota")
-    new_server_quota = template_quota if isinstance(template_quota, int) and template_quota > 0 else default_quota
-    applies = mode_allows_changes(scaling.mode, paused=False)
-    shape = model.hour_shape
+         pool: str = "pool", unlimited: bool, last_scale_time: datetime | None = None) -> _Run:
+    """One whole run from day 0, with the real inventory or an unlimited one.
 
-    # Per server (index s), in the order servers are listed and then created.
-    names: list[str] = []
-    quotas: list[int] = []
-    cordoned: list[bool] = []
-    server_lines: list[list[int]] = []  # global line indices
-    server_users: list[int] = []
-    previous: list[bool | None] = []
-    window: list[float] = []  # messages in the last 24 hours
-    # Messages sent in each of the last 24 hours: ring[slot][s], slot-major so an hour swaps one list.
-    ring: list[list[float]] = [[] for _ in range(HOURS_PER_DAY)]
-    open_lines: list[list[str]] = []  # the server's lines that pass line_assignable, in spec order
-    # Per line (index i).
-    line_ids: list[str] = []
-    line_server: list[int] = []
-    line_users: list[int] = []
-    line_new: list[int] = []  # new conversations in the last 24 hours
-    line_churn_carry: list[float] = []
-    line_open: list[bool] = []  # the line's half of line_assignable, as last computed
-    index_of: dict[str, int] = {}
-    allocated: set[str] = set()
+    Not used by :func:`simulate`: the plain definition that its forked unlimited run must match.
+    """
+    sim = _Sim(setup=_Setup.of(spec=spec, model=model, days=days, start=start, pool=pool),
+               servers=servers, last_scale_time=last_scale_time)
+    sim.run(unlimited=unlimited)
+    return sim.outcome()
 
-    def add_server(name: str, lines: Sequence[str], quota: int, is_cordoned: bool) -> None:
-        s = len(names)
-        names.append(name)
-        quotas.append(quota)
-        cordoned.append(is_cordoned)
-        previous.append(None)
-        window.append(0.0)
-        for hourly in ring:
+
+@dataclass(frozen=True, kw_only=True)
+class _Setup:
+    """What a run never changes: the pool's spec, the traffic model, and figures read from them once."""
+
+    spec: PoolSpec
+    model: TrafficModel
+    days: int
+    start: datetime
+    pool: str
+    scaling: Scaling
+    stop_at: float
+    resume_at: float
+    budget: int
+    default_quota: int
+    new_server_quota: int
+    applies: bool  # scale-ups are carried out (Auto), not only recommended
+    shape: tuple[float, ...]
+    churn_per_day: float
+
+    @classmethod
+    def of(cls, *, spec: PoolSpec, model: TrafficModel, days: int, start: datetime, pool: str) -> "_Setup":
+        default_quota = spec.quotas.messages_per_server_per_day
+        template_quota = spec.scaling.server_template.spec.get("dailyMessageQuota")
+        if not isinstance(template_quota, int) or template_quota <= 0:
+            template_quota = default_quota
+        return cls(
+            spec=spec, model=model, days=days, start=start, pool=pool, scaling=spec.scaling,
+            stop_at=spec.assignment.stop_at, resume_at=spec.assignment.resume_at,
+            budget=spec.quotas.new_conversations_per_line_per_day, default_quota=default_quota,
+            new_server_quota=template_quota,
+            applies=mode_allows_changes(spec.scaling.mode, paused=False), shape=model.hour_shape,
+            churn_per_day=1 - (1 - model.weekly_churn) ** (1 / DAYS_PER_WEEK),
+        )
+
+
+class _Sim:
+    """One run of the pool, hour by hour.
+
+    Everything a run changes is an attribute holding plain data (lists, sets, dicts, numbers), so
+    that :meth:`fork` can copy a run in the middle of an hour, between the operator's pass and its
+    scale decision, and carry the copy on differently. The hour's work reads the attributes into
+    locals first: the per-server comprehensions and the per-user loop are the hot path.
+    """
+
+    def __init__(self, *, setup: _Setup, servers: Sequence[PlanServer], last_scale_time: datetime | None) -> None:
+        self.setup = setup
+        model, start, shape = setup.model, setup.start, setup.shape
+        # Per server (index s), in the order servers are listed and then created.
+        self.names: list[str] = []
+        self.quotas: list[int] = []
+        self.cordoned: list[bool] = []
+        self.server_lines: list[list[int]] = []  # global line indices
+        self.server_users: list[int] = []
+        self.previous: list[bool | None] = []
+        self.window: list[float] = []  # messages in the last 24 hours
+        # Messages sent in each of the last 24 hours: ring[slot][s], slot-major so an hour swaps one list.
+        self.ring: list[list[float]] = [[] for _ in range(HOURS_PER_DAY)]
+        self.open_lines: list[list[str]] = []  # the server's lines that pass line_assignable, in spec order
+        # Per line (index i).
+        self.line_ids: list[str] = []
+        self.line_server: list[int] = []
+        self.line_users: list[int] = []
+        self.line_new: list[int] = []  # new conversations in the last 24 hours
+        self.line_churn_carry: list[float] = []
+        self.line_open: list[bool] = []  # the line's half of line_assignable, as last computed
+        self.index_of: dict[str, int] = {}
+        self.allocated: set[str] = set()
+
+        for server in servers:
+            self._add_server(server.name, server.lines, server.quota or setup.default_quota, server.cordoned)
+        self.spare: list[str] = [line for line in setup.spec.inventory if line not in self.allocated]
+        self.planned_used = 0  # synthetic lines given to servers (unlimited run only)
+
+        # Users already there: spread evenly over the starting lines, sending as they did yesterday.
+        starting_lines = [i for s in range(len(self.names)) if not self.cordoned[s] for i in self.server_lines[s]]
+        if model.initial_users and starting_lines:
+            per, extra = divmod(model.initial_users, len(starting_lines))
+            for k, i in enumerate(starting_lines):
+                self.line_users[i] = per + (1 if k < extra else 0)
+                self.server_users[self.line_server[i]] += self.line_users[i]
+            for s in range(len(self.names)):
+                for slot in range(HOURS_PER_DAY):
+                    sent = (self.server_users[s] * model.messages_per_user_per_day
+                            * shape[(start.hour + slot) % HOURS_PER_DAY])
+                    self.ring[slot][s] = sent
+                    self.window[s] += sent
+
+        # The operator's first pass happens before any user arrives: servers start with a decision.
+        self.previous = [
+            server_assignable(previous=None, utilization=w / q, stop_at=setup.stop_at, resume_at=setup.resume_at,
+                              cordoned=c)
+            for w, q, c in zip(self.window, self.quotas, self.cordoned, strict=True)
+        ]
+        self.placed_at: list[list[int]] = [[] for _ in range(HOURS_PER_DAY)]  # lines given a new user, by hour slot
+        self.arrival_carry = 0.0
+        self.outbound_carry = 0.0
+        self.last_scale = last_scale_time
+        self.cursor = 0
+        self.rows: list[PlanDay] = []
+        self.scale_up_times: list[datetime] = []
+        self.first_scale_up_time: datetime | None = None
+        self.exhausted_day: int | None = None
+        self.exhausted_time: datetime | None = None
+        self.inventory_short = False
+        self.names_set = set(self.names)
+        self.any_cordoned = any(self.cordoned)  # new servers are never cordoned
+
+        # The hour in progress, counted from the start; ``passed`` once its traffic and the operator's
+        # pass are done and its scale decision is not (the point where a run is forked).
+        self.t = 0
+        self.passed = False
+        # The current day's figures, and the current hour's inputs to the scale decision.
+        self.arrivals_today = 0.0
+        self.peak_pool = self.peak_server = 0.0
+        self.peak_saturated = self.scale_ups = self.recommended = self.refused = self.outbound = 0
+        self.messages = 0.0
+        self.utilization = 0.0
+        self.assignable_lines = 0
+
+    def fork(self) -> "_Sim":
+        """An independent copy of the run as it is now. The setup and the finished rows never change: shared."""
+        memo: dict[int, object] = {id(self.setup): self.setup}
+        memo.update((id(row), row) for row in self.rows)
+        return copy.deepcopy(self, memo)
+
+    def run(self, *, unlimited: bool, fork: bool = False) -> "_Sim | None":
+        """Run from the hour in progress to the end.
+
+        ``unlimited``: before each scale decision, synthetic lines top up the spare ones, so that the
+        inventory never limits the pool. ``fork`` (on a real run): also return a copy of this run taken
+        just before the first scale decision the unlimited run would take differently, for it to carry
+        on in unlimited mode; None if there is none.
+        """
+        setup = self.setup
+        hours = setup.days * HOURS_PER_DAY
+        # Off and DryRun only recommend: neither run ever adds a server, so they never differ.
+        watch = fork and setup.applies
+        twin: _Sim | None = None
+        while self.t < hours:
+            t = self.t
+            day, hour = divmod(t, HOURS_PER_DAY)
+            now = setup.start + timedelta(hours=t)
+            if not self.passed:
+                if hour == 0:
+                    self._start_day(day)
+                self._traffic_and_pass(t, now)
+                self.passed = True
+            if unlimited:
+                self._top_up(self.spare)
+            plan = self._plan(self.spare, now)
+            if watch and twin is None and self._unlimited_differs(plan, now):
+                twin = self.fork()
+            self._decide(plan, day=day, now=now, unlimited=unlimited)
+            if hour == HOURS_PER_DAY - 1:
+                self._end_day(day)
+            self.t += 1
+            self.passed = False
+        return twin
+
+    def outcome(self) -> _Run:
+        return _Run(days=self.rows, scale_up_times=self.scale_up_times, servers=len(self.names),
+                    lines=len(self.line_ids), planned_used=self.planned_used,
+                    first_scale_up_time=self.first_scale_up_time, exhausted_day=self.exhausted_day,
+                    exhausted_time=self.exhausted_time, inventory_short=self.inventory_short)
+
+    def _add_server(self, name: str, lines: Sequence[str], quota: int, is_cordoned: bool) -> None:
+        s = len(self.names)
+        self.names.append(name)
+        self.quotas.append(quota)
+        self.cordoned.append(is_cordoned)
+        self.previous.append(None)
+        self.window.append(0.0)
+        for hourly in self.ring:
             hourly.append(0.0)
-        server_users.append(0)
+        self.server_users.append(0)
         indices = []
         for line in lines:
-            i = len(line_ids)
-            line_ids.append(line)
-            line_server.append(s)
-            line_users.append(0)
-            line_new.append(0)
-            line_churn_carry.append(0.0)
-            line_open.append(False)
-            index_of[line] = i
-            allocated.add(line)
+            i = len(self.line_ids)
+            self.line_ids.append(line)
+            self.line_server.append(s)
+            self.line_users.append(0)
+            self.line_new.append(0)
+            self.line_churn_carry.append(0.0)
+            self.line_open.append(False)
+            self.index_of[line] = i
+            self.allocated.add(line)
             indices.append(i)
-        server_lines.append(indices)
-        open_lines.append([])
+        self.server_lines.append(indices)
+        self.open_lines.append([])
         for i in indices:
-            recheck(i)
-        reopen(s)
+            self._recheck(i)
+        self._reopen(s)
 
-    def recheck(i: int) -> bool:
+    def _recheck(self, i: int) -> bool:
         """Recompute the line's half of line_assignable after its counters changed; True if it flipped.
 
         The server's half (server_assignable) is applied each hour, when the round-robin list is built.
         """
-        state = LineState.ACTIVE if line_users[i] else LineState.IDLE
-        now_open = line_assignable(server_assignable=True, state=state, new_conversations=line_new[i],
-                                   new_conversation_quota=budget)
-        flipped = now_open != line_open[i]
-        line_open[i] = now_open
+        state = LineState.ACTIVE if self.line_users[i] else LineState.IDLE
+        now_open = line_assignable(server_assignable=True, state=state, new_conversations=self.line_new[i],
+                                   new_conversation_quota=self.setup.budget)
+        flipped = now_open != self.line_open[i]
+        self.line_open[i] = now_open
         return flipped
 
-    def reopen(s: int) -> None:
-        open_lines[s] = [line_ids[i] for i in server_lines[s] if line_open[i]]
+    def _reopen(self, s: int) -> None:
+        line_ids, line_open = self.line_ids, self.line_open
+        self.open_lines[s] = [line_ids[i] for i in self.server_lines[s] if line_open[i]]
 
-    for server in servers:
-        add_server(server.name, server.lines, server.quota or default_quota, server.cordoned)
-    spare: list[str] = [line for line in spec.inventory if line not in allocated]
-    planned_used = 0
+    def _start_day(self, day: int) -> None:
+        setup = self.setup
+        self.arrivals_today = setup.model.new_users_on(day)
+        if day and setup.churn_per_day:
+            _churn(line_users=self.line_users, line_server=self.line_server, server_users=self.server_users,
+                   carry=self.line_churn_carry, rate=setup.churn_per_day)
+        self.peak_pool = self.peak_server = 0.0
+        self.peak_saturated = self.scale_ups = self.recommended = self.refused = self.outbound = 0
+        self.messages = 0.0
 
-    # Users already there: spread evenly over the starting lines, sending as they did yesterday.
-    starting_lines = [i for s in range(len(names)) if not cordoned[s] for i in server_lines[s]]
-    if model.initial_users and starting_lines:
-        per, extra = divmod(model.initial_users, len(starting_lines))
-        for k, i in enumerate(starting_lines):
-            line_users[i] = per + (1 if k < extra else 0)
-            server_users[line_server[i]] += line_users[i]
-        for s in range(len(names)):
-            for slot in range(HOURS_PER_DAY):
-                sent = server_users[s] * model.messages_per_user_per_day * shape[(start.hour + slot) % HOURS_PER_DAY]
-                ring[slot][s] = sent
-                window[s] += sent
-
-    # The operator's first pass happens before any user arrives: servers start with a decision.
-    previous = [
-        server_assignable(previous=None, utilization=w / q, stop_at=stop_at, resume_at=resume_at, cordoned=c)
-        for w, q, c in zip(window, quotas, cordoned, strict=True)
-    ]
-    placed_at: list[list[int]] = [[] for _ in range(HOURS_PER_DAY)]  # lines given a new user, by hour slot
-    arrival_carry = 0.0
-    outbound_carry = 0.0
-    churn_per_day = 1 - (1 - model.weekly_churn) ** (1 / DAYS_PER_WEEK)
-    last_scale: datetime | None = None
-    cursor = 0
-    rows: list[PlanDay] = []
-    scale_up_times: list[datetime] = []
-    exhausted_day: int | None = None
-    inventory_short = False
-    names_set = set(names)
-    any_cordoned = any(cordoned)  # new servers are never cordoned
-
-    for day in range(days):
-        arrivals_today = model.new_users_on(day)
-        if day and churn_per_day:
-            _churn(line_users=line_users, line_server=line_server, server_users=server_users,
-                   carry=line_churn_carry, rate=churn_per_day)
-        peak_pool = peak_server = 0.0
-        peak_saturated = scale_ups = recommended = refused = outbound = 0
-        messages = 0.0
-        for hour in range(HOURS_PER_DAY):
-            t = day * HOURS_PER_DAY + hour
-            now = start + timedelta(hours=t)
-            slot = t % HOURS_PER_DAY
-            weight = shape[now.hour]
-
-            # Placements of 24 hours ago leave the lines' new-conversation windows.
-            expired = placed_at[slot]
-            if expired:
-                touched = set()
-                for i in expired:
-                    line_new[i] -= 1
-                    if recheck(i):
-                        touched.add(line_server[i])
-                for s in touched:
-                    reopen(s)
-                placed_at[slot] = []
-
-            # New users arrive, and go round-robin to the lines the operator publishes as assignable.
-            arrival_carry += arrivals_today * weight
-            wanted = int(arrival_carry)
-            arrival_carry -= wanted
-            placed = 0
-            while placed < wanted:
-                rotation = [s for s in range(len(names)) if previous[s] and open_lines[s]]
-                if not rotation:
-                    break
-                start_at = cursor % len(rotation)
-                rotation = rotation[start_at:] + rotation[:start_at]
-                # round_robin takes every server's first line before any second one, so with a cap
-                # below the number of servers only the first ``cap`` servers can appear: pass just those.
-                cap = wanted - placed
-                order = round_robin([open_lines[s] for s in rotation[:cap]], cap=cap)
-                touched = set()
-                placed_now = placed_at[slot]
-                for line in order:
-                    # recheck(), inlined: this runs once per placed user.
-                    i = index_of[line]
-                    line_users[i] += 1
-                    line_new[i] += 1
-                    server_users[line_server[i]] += 1
-                    placed_now.append(i)
-                    now_open = line_assignable(server_assignable=True, state=LineState.ACTIVE,
-                                               new_conversations=line_new[i], new_conversation_quota=budget)
-                    if now_open != line_open[i]:
-                        line_open[i] = now_open
-                        touched.add(line_server[i])
-                for s in touched:
-                    reopen(s)
-                placed += len(order)
-                cursor += len(order)
-            refused += wanted - placed
-            outbound_carry += placed * (1 - model.inbound_first)
-            outbound += int(outbound_carry)
-            outbound_carry -= int(outbound_carry)
-
-            # Each line's users send their messages; each server's window rolls by one hour.
-            rate = model.messages_per_user_per_day * weight
-            sent_now = [u * rate for u in server_users]
-            window = [w + new - gone for w, new, gone in zip(window, sent_now, ring[slot], strict=True)]
-            ring[slot] = sent_now
-            messages += sum(sent_now)
-
-            # The operator's pass: each server's assignability, then the pool's scale decision.
-            # Comprehensions, not a loop: this is the simulation's hot path.
-            utilizations = list(map(truediv, window, quotas))
-            previous = [
-                server_assignable(previous=p, utilization=u, stop_at=stop_at, resume_at=resume_at, cordoned=c)
-                for p, u, c in zip(previous, utilizations, cordoned, strict=True)
-            ]
-            if any_cordoned:
-                counted = [not c for c in cordoned]
-                quota_total = sum(compress(quotas, counted))
-                utilization = sum(compress(window, counted)) / quota_total if quota_total else 0.0
-                peak_server = max(peak_server, max(compress(utilizations, counted), default=0.0))
-                uncordoned = sum(counted)
-            else:
-                quota_total = sum(quotas)
-                utilization = sum(window) / quota_total if quota_total else 0.0
-                peak_server = max(peak_server, max(utilizations, default=0.0))
-                uncordoned = len(quotas)
-            # A cordoned server is never assignable, so every True is an uncordoned server.
-            saturated = uncordoned - previous.count(True)
-            assignable_lines = sum(map(len, compress(open_lines, previous)))
-            peak_pool = max(peak_pool, utilization)
-            peak_saturated = max(peak_saturated, saturated)
-
-            if unlimited:
-                # Top up with synthetic lines so that the inventory never limits the pool.
-                wanted_lines = scaling.lines_per_server * max(1, scaling.min_servers - len(names))
-                while len(spare) < wanted_lines:
-                    spare.append(f"{PLANNED_LINE_PREFIX}{planned_used + len(spare)}")
-            plan = plan_scale(ScaleInputs(
-                pool=pool, scaling=scaling, metrics_ok=True, utilization=utilization,
-                assignable_lines=assignable_lines, server_names=names_set, remaining_inventory=spare,
-                last_scale_time=last_scale, now=now,
-            ))
-            if plan.needed and plan.limited_by is Reason.INVENTORY_EXHAUSTED:
-                inventory_short = True
-                if exhausted_day is None and not unlimited:
-                    exhausted_day = day
-            if plan.action is RecommendedAction.SCALE_UP and not applies:
-                recommended += 1
-            elif plan.action is RecommendedAction.SCALE_UP:
-                for new in plan.new_servers:
-                    add_server(new.name, new.lines, new_server_quota, False)
-                    names_set.add(new.name)
-                    taken = set(new.lines)
-                    planned_used += sum(1 for line in new.lines if line.startswith(PLANNED_LINE_PREFIX))
-                    spare = [line for line in spare if line not in taken]
-                    scale_ups += 1
-                    scale_up_times.append(now)
-                last_scale = now
-                if len(names) < scaling.min_servers and len(spare) < scaling.lines_per_server:
-                    inventory_short = True
-                if exhausted_day is None and not unlimited and len(spare) < scaling.lines_per_server:
-                    # This scale-up used the last lines a server could be built from.
-                    exhausted_day = day
-
-        rows.append(PlanDay(
-            day=day, date=(start + timedelta(days=day)).date(), users=sum(server_users), messages=round(messages),
-            servers=len(names), lines=len(line_ids), pool_utilization=peak_pool, max_server_utilization=peak_server,
-            saturated=peak_saturated, scale_ups=scale_ups, recommended=recommended,
-            spare_inventory=sum(1 for line in spare if not line.startswith(PLANNED_LINE_PREFIX)),
-            refused=refused, line_initiated=outbound,
+    def _end_day(self, day: int) -> None:
+        start = self.setup.start
+        self.rows.append(PlanDay(
+            day=day, date=(start + timedelta(days=day)).date(), users=sum(self.server_users),
+            messages=round(self.messages), servers=len(self.names), lines=len(self.line_ids),
+            pool_utilization=self.peak_pool, max_server_utilization=self.peak_server,
+            saturated=self.peak_saturated, scale_ups=self.scale_ups, recommended=self.recommended,
+            spare_inventory=sum(1 for line in self.spare if not line.startswith(PLANNED_LINE_PREFIX)),
+            refused=self.refused, line_initiated=self.outbound,
         ))
-    return _Run(days=rows, scale_up_times=scale_up_times, servers=len(names), lines=len(line_ids),
-                planned_used=planned_used, exhausted_day=exhausted_day, inventory_short=inventory_short)
+
+    def _traffic_and_pass(self, t: int, now: datetime) -> None:
+        """Hour ``t`` up to the scale decision: placements expire, users arrive and send, the operator's pass."""
+        setup = self.setup
+        model = setup.model
+        slot = t % HOURS_PER_DAY
+        weight = setup.shape[now.hour]
+        line_server, line_users, line_new, line_open = self.line_server, self.line_users, self.line_new, self.line_open
+        server_users, open_lines, placed_at = self.server_users, self.open_lines, self.placed_at
+        index_of = self.index_of
+        reopen = self._reopen
+
+        # Placements of 24 hours ago leave the lines' new-conversation windows.
+        expired = placed_at[slot]
+        if expired:
+            recheck = self._recheck
+            touched = set()
+            for i in expired:
+                line_new[i] -= 1
+                if recheck(i):
+                    touched.add(line_server[i])
+            for s in touched:
+                reopen(s)
+            placed_at[slot] = []
+
+        # New users arrive, and go round-robin to the lines the operator publishes as assignable.
+        self.arrival_carry += self.arrivals_today * weight
+        wanted = int(self.arrival_carry)
+        self.arrival_carry -= wanted
+        previous = self.previous
+        budget = setup.budget
+        cursor = self.cursor
+        placed = 0
+        while placed < wanted:
+            rotation = [s for s in range(len(previous)) if previous[s] and open_lines[s]]
+            if not rotation:
+                break
+            start_at = cursor % len(rotation)
+            rotation = rotation[start_at:] + rotation[:start_at]
+            # round_robin takes every server's first line before any second one, so with a cap
+            # below the number of servers only the first ``cap`` servers can appear: pass just those.
+            cap = wanted - placed
+            order = round_robin([open_lines[s] for s in rotation[:cap]], cap=cap)
+            touched = set()
+            placed_now = placed_at[slot]
+            for line in order:
+                # _recheck(), inlined: this runs once per placed user.
+                i = index_of[line]
+                line_users[i] += 1
+                line_new[i] += 1
+                server_users[line_server[i]] += 1
+                placed_now.append(i)
+                now_open = line_assignable(server_assignable=True, state=LineState.ACTIVE,
+                                           new_conversations=line_new[i], new_conversation_quota=budget)
+                if now_open != line_open[i]:
+                    line_open[i] = now_open
+                    touched.add(line_server[i])
+            for s in touched:
+                reopen(s)
+            placed += len(order)
+            cursor += len(order)
+        self.cursor = cursor
+        self.refused += wanted - placed
+        self.outbound_carry += placed * (1 - model.inbound_first)
+        self.outbound += int(self.outbound_carry)
+        self.outbound_carry -= int(self.outbound_carry)
+
+        # Each line's users send their messages; each server's window rolls by one hour.
+        ring = self.ring
+        rate = model.messages_per_user_per_day * weight
+        sent_now = [u * rate for u in server_users]
+        window = [w + new - gone for w, new, gone in zip(self.window, sent_now, ring[slot], strict=True)]
+        self.window = window
+        ring[slot] = sent_now
+        self.messages += sum(sent_now)
+
+        # The operator's pass: each server's assignability; the pool's scale decision comes next.
+        # Comprehensions, not a loop: this is the simulation's hot path.
+        quotas, cordoned = self.quotas, self.cordoned
+        stop_at, resume_at = setup.stop_at, setup.resume_at
+        utilizations = list(map(truediv, window, quotas))
+        previous = [
+            server_assignable(previous=p, utilization=u, stop_at=stop_at, resume_at=resume_at, cordoned=c)
+            for p, u, c in zip(previous, utilizations, cordoned, strict=True)
+        ]
+        self.previous = previous
+        if self.any_cordoned:
+            counted = [not c for c in cordoned]
+            quota_total = sum(compress(quotas, counted))
+            utilization = sum(compress(window, counted)) / quota_total if quota_total else 0.0
+            self.peak_server = max(self.peak_server, max(compress(utilizations, counted), default=0.0))
+            uncordoned = sum(counted)
+        else:
+            quota_total = sum(quotas)
+            utilization = sum(window) / quota_total if quota_total else 0.0
+            self.peak_server = max(self.peak_server, max(utilizations, default=0.0))
+            uncordoned = len(quotas)
+        # A cordoned server is never assignable, so every True is an uncordoned server.
+        saturated = uncordoned - previous.count(True)
+        self.utilization = utilization
+        self.assignable_lines = sum(map(len, compress(open_lines, previous)))
+        self.peak_pool = max(self.peak_pool, utilization)
+        self.peak_saturated = max(self.peak_saturated, saturated)
+
+    def _lines_wanted(self) -> int:
+        """Spare lines the unlimited run keeps: one server's, or those of every server minServers lacks."""
+        scaling = self.setup.scaling
+        return scaling.lines_per_server * max(1, scaling.min_servers - len(self.names))
+
+    def _top_up(self, spare: list[str]) -> None:
+        """Append synthetic lines to ``spare`` so that the inventory never limits the pool."""
+        wanted_lines = self._lines_wanted()
+        # Servers take spare lines in order, so the synthetic lines handed out so far are
+        # planned-0 .. planned-(planned_used - 1) and those still spare follow them: the next
+        # name is never one already given (counting real spare lines here once reused names).
+        named = self.planned_used + sum(1 for line in spare if line.startswith(PLANNED_LINE_PREFIX))
+        while len(spare) < wanted_lines:
+            spare.append(f"{PLANNED_LINE_PREFIX}{named}")
+            named += 1
+
+    def _plan(self, spare: Sequence[str], now: datetime) -> ScalePlan:
+        setup = self.setup
+        return plan_scale(ScaleInputs(
+            pool=setup.pool, scaling=setup.scaling, metrics_ok=True, utilization=self.utilization,
+            assignable_lines=self.assignable_lines, server_names=self.names_set, remaining_inventory=spare,
+            last_scale_time=self.last_scale, now=now,
+        ))
+
+    def _unlimited_differs(self, plan: ScalePlan, now: datetime) -> bool:
+        """Whether an unlimited run in this run's state would decide otherwise than ``plan`` this hour.
+
+        While the real spare lines hold what the unlimited run keeps, it adds no synthetic line and
+        takes the same decision. Once they do not, it adds some, and decides otherwise exactly when
+        it scales up where this run cannot (or by more servers, below minServers): only then does
+        any state differ, as NONE and BLOCKED change nothing. Until that hour this run cannot add
+        a server either (no spare server's worth, or no more than the unlimited run would add, which
+        minServers <= maxServers rules out), so its state is the unlimited run's but for the
+        synthetic lines, which the copy tops up again, under the same names, before its decision.
+        """
+        if len(self.spare) >= self._lines_wanted():
+            return False
+        topped = list(self.spare)
+        self._top_up(topped)
+        other = self._plan(topped, now)
+        return other.action is RecommendedAction.SCALE_UP and (
+            plan.action is not RecommendedAction.SCALE_UP or other.new_servers != plan.new_servers)
+
+    def _decide(self, plan: ScalePlan, *, day: int, now: datetime, unlimited: bool) -> None:
+        """Carry out (or only count, in Off and DryRun) the hour's scale decision."""
+        scaling = self.setup.scaling
+        if plan.needed and plan.limited_by is Reason.INVENTORY_EXHAUSTED:
+            self.inventory_short = True
+            if self.exhausted_day is None and not unlimited:
+                self.exhausted_day, self.exhausted_time = day, now
+        if plan.action is not RecommendedAction.SCALE_UP:
+            return
+        if self.first_scale_up_time is None:
+            self.first_scale_up_time = now
+        if not self.setup.applies:
+            self.recommended += 1
+            return
+        for new in plan.new_servers:
+            self._add_server(new.name, new.lines, self.setup.new_server_quota, False)
+            self.names_set.add(new.name)
+            taken = set(new.lines)
+            self.planned_used += sum(1 for line in new.lines if line.startswith(PLANNED_LINE_PREFIX))
+            self.spare = [line for line in self.spare if line not in taken]
+            self.scale_ups += 1
+            self.scale_up_times.append(now)
+        self.last_scale = now
+        if len(self.names) < scaling.min_servers and len(self.spare) < scaling.lines_per_server:
+            self.inventory_short = True
+        if self.exhausted_day is None and not unlimited and len(self.spare) < scaling.lines_per_server:
+            # This scale-up used the last lines a server could be built from.
+            self.exhausted_day, self.exhausted_time = day, now
 
 
 def _churn(*, line_users: list[int], line_server: list[int], server_users: list[int], carry: list[float],

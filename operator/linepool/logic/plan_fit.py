@@ -14,7 +14,7 @@ Each fit reports its R², so the caller can say how good it is.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MIN_DAYS = 3
@@ -34,6 +34,19 @@ class HistoryFit:
     messages_per_user_per_day: float
     messages_r2: float
     users: int  # users on the pool's lines today, as the fit estimates them
+
+
+def daily_series(*, new_users: Mapping[float, float], messages: Mapping[float, float],
+                 days: int) -> tuple[list[float], list[float]]:
+    """The days (by the Unix time each ends) that both series have, oldest first, as two lists.
+
+    ``days`` is how many days the range asked for: when a series holds no more points than that, it
+    began inside the range, and its first day was only partly counted, so it is dropped.
+    """
+    both = sorted(set(new_users) & set(messages))
+    if 0 < len(both) <= days:
+        both = both[1:]
+    return [new_users[t] for t in both], [messages[t] for t in both]
 
 
 def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
