@@ -111,9 +111,7 @@ def test_the_operator_forecasts_what_linepool_plan_does_with_one_query_an_hour(
     assert len(sandbox.events(reason="InventoryRunningOut", involving="grow")) == 1
 
     # Disabled: status.forecast and the gauges go.
-    pool = sandbox.get("linepools", "grow")
-    pool["spec"]["forecast"] = {"enabled": False}
-    sandbox.api.apply(pool)
+    sandbox.api.patch("linepools", sandbox.namespace, "grow", {"spec": {"forecast": {"enabled": False}}})
     wait_for(lambda: "forecast" not in sandbox.status("linepools", "grow"), what="status.forecast removed")
     wait_for(lambda: metric(restarted.metrics(), "linepool_pool_inventory_runway_days", **labels) is None,
              what="the runway gauge removed")
