@@ -293,6 +293,13 @@ def _section(raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     return value
 
 
+def _bool(raw: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}.{key}", f"must be true or false, not {value!r}")
+    return value
+
+
 def _int(raw: Mapping[str, Any], key: str, path: str, *, default: int, low: int, high: int) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -468,9 +475,7 @@ def parse_pool_spec(spec: Mapping[str, Any]) -> PoolSpec:
 def _parse_forecast(raw: Mapping[str, Any]) -> ForecastSettings:
     # The schema takes whole days only (as keepAlive.idleAfter); here any duration within range is accepted.
     path = "spec.forecast"
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise SpecError(f"{path}.enabled", f"must be true or false, not {enabled!r}")
+    enabled = _bool(raw, "enabled", path, default=True)
     lead_time = _bounded_duration(raw, "leadTime", path, default="7d", bounds=LEAD_TIME_RANGE)
     horizon = _bounded_duration(raw, "horizon", path, default="90d", bounds=HORIZON_RANGE)
     if lead_time > horizon:
@@ -510,9 +515,7 @@ def _parse_keep_alive(raw: Mapping[str, Any]) -> KeepAlive:
     # The schema takes idleAfter and deadline in whole days only, because Kubernetes CEL cannot
     # compare durations written in days; here any duration within the range is accepted.
     path = "spec.keepAlive"
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise SpecError(f"{path}.enabled", f"must be true or false, not {enabled!r}")
+    enabled = _bool(raw, "enabled", path, default=True)
     idle_after = _bounded_duration(raw, "idleAfter", path, default="21d", bounds=IDLE_AFTER_RANGE)
     deadline = _bounded_duration(raw, "deadline", path, default="45d", bounds=DEADLINE_RANGE)
     if deadline <= idle_after:
@@ -576,9 +579,7 @@ def _parse_health(raw: Mapping[str, Any]) -> Health:
     # The schema takes the durations in ms, s, m and h only (Kubernetes CEL's duration() has no
     # unit d); here any duration within the range is accepted, as for keepAlive.minSpacing.
     path = "spec.health"
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise SpecError(f"{path}.enabled", f"must be true or false, not {enabled!r}")
+    enabled = _bool(raw, "enabled", path, default=True)
     burst = _section(raw, "burst", path)
     no_exchange = _section(raw, "noExchange", path)
     follow_ups = _section(raw, "followUps", path)
@@ -702,9 +703,7 @@ def parse_server_spec(spec: Mapping[str, Any]) -> ServerSpec:
     quota = spec.get("dailyMessageQuota")
     if quota is not None:
         quota = _int(spec, "dailyMessageQuota", "spec", default=0, low=1, high=10**9)
-    cordoned = spec.get("cordoned", False)
-    if not isinstance(cordoned, bool):
-        raise SpecError("spec.cordoned", f"must be true or false, not {cordoned!r}")
+    cordoned = _bool(spec, "cordoned", "spec", default=False)
     lines_raw = spec.get("lines") or []
     if not isinstance(lines_raw, list):
         raise SpecError("spec.lines", "must be a list")
