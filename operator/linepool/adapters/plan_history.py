@@ -25,9 +25,7 @@ from linepool.adapters.kubernetes import load_api_client
 from linepool.adapters.prometheus import history_queries
 from linepool.api import GROUP, POOLS, SERVERS, VERSION
 from linepool.api.spec import PoolSpec
-from linepool.logic.plan_fit import daily_series
-
-HISTORY_DAYS = 28
+from linepool.logic.plan_fit import HISTORY_DAYS, daily_series
 
 
 class PlanSourceError(Exception):

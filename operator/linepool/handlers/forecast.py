@@ -12,7 +12,7 @@ one query an hour, not one a poll.
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -21,10 +21,8 @@ from linepool import telemetry
 from linepool.adapters.prometheus import PrometheusClient, PrometheusError
 from linepool.api.conditions import parse_time
 from linepool.logic import forecast as logic
-from linepool.logic.plan_fit import HistoryFit, NotEnoughHistory, daily_series, fit_history
+from linepool.logic.plan_fit import HISTORY_DAYS, HistoryFit, NotEnoughHistory, daily_series, fit_history
 from linepool.logic.pool import PoolDecision, PoolView
-
-DAY = timedelta(days=1)
 
 
 @dataclass(kw_only=True)
@@ -60,13 +58,13 @@ async def refresh(*, pool: PoolView, decision: PoolDecision, memory: ForecastMem
         try:
             new_users, messages = await prometheus.daily_history(
                 base_url=spec.metrics.prometheus_url, templates=spec.metrics.queries, servers=list(servers), now=now,
-                days=logic.HISTORY_DAYS)
+                days=HISTORY_DAYS)
         except PrometheusError as error:
             telemetry.FORECAST_QUERIES.labels(ns, name, "failed").inc()
             logger.warning("No capacity forecast for pool %s/%s this hour: %s", ns, name, error)
             return memory.status or (dict(previous) if previous is not None else None)
         telemetry.FORECAST_QUERIES.labels(ns, name, "ok").inc()
-        users, sent = daily_series(new_users=new_users, messages=messages, days=logic.HISTORY_DAYS)
+        users, sent = daily_series(new_users=new_users, messages=messages, days=HISTORY_DAYS)
         try:
             memory.fit = fit_history(new_users=users, messages=sent)
         except NotEnoughHistory as exc:
@@ -98,4 +96,4 @@ def _export(*, pool: PoolView, status: Mapping[str, Any]) -> None:
     runway, scale = status.get("inventoryRunwayDays"), status.get("nextScaleUpInDays")
     telemetry.FORECAST_RUNWAY.labels(ns, name).set(float("inf") if runway is None else runway)
     telemetry.FORECAST_NEXT_SCALE_UP.labels(ns, name).set(float("inf") if scale is None else scale)
-    telemetry.FORECAST_LEAD_TIME.labels(ns, name).set(pool.spec.forecast.lead_time / DAY)
+    telemetry.FORECAST_LEAD_TIME.labels(ns, name).set(pool.spec.forecast.lead_time / logic.DAY)

@@ -23,12 +23,7 @@ from linepool.logic.plan import PlanServer, TrafficModel, simulate
 from linepool.logic.plan_fit import MIN_DAYS, HistoryFit
 
 REFRESH = timedelta(hours=1)
-# The history a fit reads, as linepool plan --from-cluster does.
-HISTORY_DAYS = 28
 DAY = timedelta(days=1)
-# The figures status carries; a forecast without one of them says so by leaving it out.
-FIGURE_KEYS = ("nextScaleUpTime", "nextScaleUpInDays", "inventoryExhaustedTime", "inventoryRunwayDays",
-               "linesToOrder", "orderBy", "newUsersPerDay", "weeklyGrowth", "messagesPerUserPerDay", "growthR2")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -145,7 +145,6 @@ class _Run:
     lines: int
     planned_used: int
     first_scale_up_time: datetime | None
-    exhausted_day: int | None
     exhausted_time: datetime | None
     inventory_short: bool
 
@@ -181,18 +180,18 @@ def simulate(
         raise ValueError(f"days must be between 1 and {MAX_DAYS}, not {days}")
     real, unlimited = _runs(spec=spec, servers=servers, model=model, days=days, start=start, pool=pool,
                             last_scale_time=last_scale_time)
-    first_scale_up = next((row.day for row in real.days if row.scale_ups or row.recommended), None)
+    exhausted_day = _day_of(real.exhausted_time, start=start)
     lines_to_order = unlimited.planned_used
     order_by: date | None = None
-    if lines_to_order and real.exhausted_day is not None:
+    if lines_to_order and exhausted_day is not None:
         # Never in the past: a date before the start means "order now".
-        order_by = max(start.date(), (start + timedelta(days=real.exhausted_day) - lead_time).date())
+        order_by = max(start.date(), (start + timedelta(days=exhausted_day) - lead_time).date())
     return PlanResult(
         days=tuple(real.days),
         scale_up_times=tuple(real.scale_up_times),
         summary=PlanSummary(
-            first_scale_up_day=first_scale_up,
-            inventory_exhausted_day=real.exhausted_day,
+            first_scale_up_day=_day_of(real.first_scale_up_time, start=start),
+            inventory_exhausted_day=exhausted_day,
             servers_needed_at_end=unlimited.servers,
             lines_needed_at_end=unlimited.lines,
             lines_to_order=lines_to_order,
@@ -201,6 +200,11 @@ def simulate(
             inventory_exhausted_time=real.exhausted_time,
         ),
     )
+
+
+def _day_of(moment: datetime | None, *, start: datetime) -> int | None:
+    """The plan day (0 for the first) of an hour of the run, or None."""
+    return None if moment is None else (moment - start) // timedelta(days=1)
 
 
 def _runs(*, spec: PoolSpec, servers: Sequence[PlanServer], model: TrafficModel, days: int, start: datetime,
@@ -329,7 +333,6 @@ class _Sim:
         self.rows: list[PlanDay] = []
         self.scale_up_times: list[datetime] = []
         self.first_scale_up_time: datetime | None = None
-        self.exhausted_day: int | None = None
         self.exhausted_time: datetime | None = None
         self.inventory_short = False
         self.names_set = set(self.names)
@@ -380,7 +383,7 @@ class _Sim:
             plan = self._plan(self.spare, now)
             if watch and twin is None and self._unlimited_differs(plan, now):
                 twin = self.fork()
-            self._decide(plan, day=day, now=now, unlimited=unlimited)
+            self._decide(plan, now=now, unlimited=unlimited)
             if hour == HOURS_PER_DAY - 1:
                 self._end_day(day)
             self.t += 1
@@ -390,8 +393,8 @@ class _Sim:
     def outcome(self) -> _Run:
         return _Run(days=self.rows, scale_up_times=self.scale_up_times, servers=len(self.names),
                     lines=len(self.line_ids), planned_used=self.planned_used,
-                    first_scale_up_time=self.first_scale_up_time, exhausted_day=self.exhausted_day,
-                    exhausted_time=self.exhausted_time, inventory_short=self.inventory_short)
+                    first_scale_up_time=self.first_scale_up_time, exhausted_time=self.exhausted_time,
+                    inventory_short=self.inventory_short)
 
     def _add_server(self, name: str, lines: Sequence[str], quota: int, is_cordoned: bool) -> None:
         s = len(self.names)
@@ -604,13 +607,13 @@ class _Sim:
         return other.action is RecommendedAction.SCALE_UP and (
             plan.action is not RecommendedAction.SCALE_UP or other.new_servers != plan.new_servers)
 
-    def _decide(self, plan: ScalePlan, *, day: int, now: datetime, unlimited: bool) -> None:
+    def _decide(self, plan: ScalePlan, *, now: datetime, unlimited: bool) -> None:
         """Carry out (or only count, in Off and DryRun) the hour's scale decision."""
         scaling = self.setup.scaling
         if plan.needed and plan.limited_by is Reason.INVENTORY_EXHAUSTED:
             self.inventory_short = True
-            if self.exhausted_day is None and not unlimited:
-                self.exhausted_day, self.exhausted_time = day, now
+            if self.exhausted_time is None and not unlimited:
+                self.exhausted_time = now
         if plan.action is not RecommendedAction.SCALE_UP:
             return
         if self.first_scale_up_time is None:
@@ -629,9 +632,9 @@ class _Sim:
         self.last_scale = now
         if len(self.names) < scaling.min_servers and len(self.spare) < scaling.lines_per_server:
             self.inventory_short = True
-        if self.exhausted_day is None and not unlimited and len(self.spare) < scaling.lines_per_server:
+        if self.exhausted_time is None and not unlimited and len(self.spare) < scaling.lines_per_server:
             # This scale-up used the last lines a server could be built from.
-            self.exhausted_day, self.exhausted_time = day, now
+            self.exhausted_time = now
 
 
 def _churn(*, line_users: list[int], line_server: list[int], server_users: list[int], carry: list[float],

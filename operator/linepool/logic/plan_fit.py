@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MIN_DAYS = 3
+# The history a fit reads: linepool plan --from-cluster and the operator's status.forecast alike.
+HISTORY_DAYS = 28
 
 
 class NotEnoughHistory(ValueError):
